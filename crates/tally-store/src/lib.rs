@@ -1,1 +1,132 @@
+//! tally's storage: one [`Store`] trait and one implementation per database, each with
+//! its own migrations. Queries are bound at run time, so building needs no database.
+//!
+//! Invariants every implementation keeps (and `tests/contract.rs` checks on both):
+//! - a method that returns `Ok` after a write has made it durable;
+//! - writes are idempotent: the same content again is [`WriteOutcome::Unchanged`];
+//! - an event id is stored once, forever: the first payload wins.
 
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+use tally_core::event::Event;
+use tally_core::model::*;
+use tally_core::time::Micros;
+
+/// Errors from a store. `NotFound`, `Conflict` and `UnknownReference` are the client's
+/// doing (404, 409, 422); the others are internal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} `{id}` does not exist")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    /// A write names another entity that does not exist (`field` holds its id).
+    #[error("{field}: no {kind} with id `{id}` exists")]
+    UnknownReference { field: &'static str, kind: &'static str, id: String },
+    #[error("invalid pagination cursor")]
+    BadCursor,
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything tally persists. One implementation per database; see the crate docs for the
+/// invariants.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations (idempotent; safe for several processes at once).
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Succeeds when the database answers a query.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- entities: writes ------------------------------------------------------------
+
+    /// Upsert.
+    async fn put_plan(&self, plan: &Plan) -> StoreResult<WriteOutcome>;
+    /// Upsert.
+    async fn put_customer(&self, customer: &Customer) -> StoreResult<WriteOutcome>;
+    /// Create. The same content again is `Unchanged`; other content under the same id is a
+    /// `Conflict` (changes and cancellations have their own calls). Unknown customer or
+    /// plan: `UnknownReference`. `canceled_at` of the argument is ignored.
+    async fn put_subscription(&self, sub: &Subscription) -> StoreResult<WriteOutcome>;
+    /// Upsert keyed by (subscription, effective_at). Unknown subscription: `NotFound`;
+    /// unknown plan: `UnknownReference`.
+    async fn put_change(&self, change: &SubscriptionChange) -> StoreResult<WriteOutcome>;
+    /// Sets (or moves) the cancellation. Unknown subscription: `NotFound`. A cancellation
+    /// before the start is a `Conflict`.
+    async fn cancel_subscription(&self, id: &str, effective_at: Micros) -> StoreResult<WriteOutcome>;
+    /// Upsert. Unknown customer: `UnknownReference`.
+    async fn put_invoice(&self, invoice: &Invoice) -> StoreResult<WriteOutcome>;
+    /// Upserts by (month, category, service), all in one transaction.
+    async fn put_costs(&self, costs: &[CostRecord]) -> StoreResult<Vec<WriteOutcome>>;
+    /// Upserts by (month, channel), all in one transaction.
+    async fn put_spend(&self, spend: &[MarketingSpend]) -> StoreResult<Vec<WriteOutcome>>;
+    /// Upsert.
+    async fn put_service(&self, service: &Service) -> StoreResult<WriteOutcome>;
+
+    /// Stores the events whose ids are new, in one transaction, and registers services
+    /// first seen here. Returns, per input event, `true` if it was stored now and `false`
+    /// if its id was already stored (before, or earlier in this same slice).
+    async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<bool>>;
+
+    // ---- entities: reads ---------------------------------------------------------------
+
+    async fn get_plan(&self, id: &str) -> StoreResult<Option<Plan>>;
+    async fn get_customer(&self, id: &str) -> StoreResult<Option<Customer>>;
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRecord>>;
+    async fn get_invoice(&self, id: &str) -> StoreResult<Option<Invoice>>;
+    async fn get_service(&self, name: &str) -> StoreResult<Option<Service>>;
+
+    /// Pages in id order.
+    async fn list_plans(&self, page: &PageRequest) -> StoreResult<Page<Plan>>;
+    async fn list_customers(&self, page: &PageRequest) -> StoreResult<Page<Customer>>;
+    async fn list_subscriptions(&self, page: &PageRequest) -> StoreResult<Page<SubscriptionRecord>>;
+    async fn list_invoices(&self, page: &PageRequest) -> StoreResult<Page<Invoice>>;
+    async fn list_services(&self, page: &PageRequest) -> StoreResult<Page<Service>>;
+
+    /// Row counts per table, for `tally` commands and tests.
+    async fn counts(&self) -> StoreResult<Counts>;
+
+    // ---- analytics reads ---------------------------------------------------------------
+
+    /// Every plan, customer, subscription and change (the analytics filter by `as_of`).
+    async fn billing_data(&self) -> StoreResult<BillingData>;
+    /// Every cost record and marketing spend record.
+    async fn cost_data(&self) -> StoreResult<CostData>;
+    /// Invoice totals: revenue by `paid_at` in `paid_span`, counts by `issued_at` in
+    /// `issued_span`.
+    async fn invoice_stats(&self, paid_span: Span, issued_span: Span) -> StoreResult<InvoiceStats>;
+    /// Aggregates of events, grouped as asked.
+    async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
+    /// The value of the latest gauge `name` at or before `at`.
+    async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>>;
+
+    // ---- access ------------------------------------------------------------------------
+
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Marks the key revoked at `at`; `NotFound` for an unknown id.
+    async fn revoke_api_key(&self, id: &str, at: Micros) -> StoreResult<()>;
+
+    // ---- alert rules -------------------------------------------------------------------
+
+    /// The stored rules (a fresh store holds the defaults of metrics.md).
+    async fn list_alert_rules(&self) -> StoreResult<Vec<AlertRule>>;
+    /// Upsert by metric.
+    async fn put_alert_rule(&self, rule: &AlertRule) -> StoreResult<WriteOutcome>;
+    /// `NotFound` for an unknown metric.
+    async fn delete_alert_rule(&self, metric: &str) -> StoreResult<()>;
+}
