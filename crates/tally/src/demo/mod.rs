@@ -1,0 +1,1 @@
+//! Demo dataset generator (in progress).
