@@ -3,16 +3,27 @@
 //! metering. `figures` holds the single numbers the composite endpoints reuse.
 
 pub mod figures;
+pub mod llm;
+pub mod tiers;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
 use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tally_core::billing::Book;
+use tally_core::model::Service;
 use tally_core::money;
-use tally_store::{UsageQuery, UsageRow};
+use tally_core::time::{date_of, format_micros, Micros, MICROS_PER_DAY};
+use tally_store::{PageRequest, Span, UsageQuery, UsageRow};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(llm::usage_summary))
+        .routes(routes!(llm::costs))
+        .routes(routes!(llm::cache_stats))
 }
 
 /// Runs a usage query.
@@ -49,4 +60,73 @@ pub(crate) fn mean_latency(row: &UsageRow) -> Option<Decimal> {
     }
     let sum = Decimal::try_from(row.latency_sum).unwrap_or_default();
     Some(sum / Decimal::from(row.latency_count))
+}
+
+/// Money, credits and percentages leave the server rounded to 2 decimals (half away from
+/// zero), only at the end.
+pub(crate) fn r2(v: Decimal) -> Decimal {
+    tally_core::decimal::round(v, 2)
+}
+
+pub(crate) fn r2_opt(v: Option<Decimal>) -> Option<Decimal> {
+    v.map(r2)
+}
+
+/// Day index (days since the epoch, as the store groups) of an instant.
+pub(crate) fn day_index(t: Micros) -> i64 {
+    t.div_euclid(MICROS_PER_DAY)
+}
+
+/// `YYYY-MM-DD` of a day index.
+pub(crate) fn day_label(day: i64) -> String {
+    date_of(day * MICROS_PER_DAY).to_string()
+}
+
+/// Every day index the span touches, in order: the rows of a zero-filled daily series.
+pub(crate) fn days_of(span: Span) -> std::ops::RangeInclusive<i64> {
+    day_index(span.start)..=day_index(span.end - 1)
+}
+
+/// The half-open span `[start, end)` a figure covers, for the response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SpanView {
+    /// First instant included.
+    pub start: String,
+    /// First instant no longer included.
+    pub end: String,
+}
+
+impl From<Span> for SpanView {
+    fn from(s: Span) -> Self {
+        SpanView {
+            start: format_micros(s.start),
+            end: format_micros(s.end),
+        }
+    }
+}
+
+/// The subscription book, reading plan amounts in the reporting currency.
+pub(crate) async fn book(state: &AppState) -> ApiResult<Book> {
+    let d = state.store.billing_data().await?;
+    Ok(
+        Book::new(&d.plans, &d.customers, &d.subscriptions, &d.changes)
+            .with_currency(state.money.reporting),
+    )
+}
+
+/// Every registered service, by name.
+pub(crate) async fn registry(state: &AppState) -> ApiResult<BTreeMap<String, Service>> {
+    let mut out = BTreeMap::new();
+    let mut page = PageRequest {
+        limit: 1000,
+        cursor: None,
+    };
+    loop {
+        let p = state.store.list_services(&page).await?;
+        out.extend(p.items.into_iter().map(|s| (s.name.clone(), s)));
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
