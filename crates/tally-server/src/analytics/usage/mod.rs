@@ -4,6 +4,7 @@
 
 pub mod figures;
 pub mod llm;
+pub mod services;
 pub mod tiers;
 
 use crate::error::ApiResult;
@@ -24,6 +25,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(llm::usage_summary))
         .routes(routes!(llm::costs))
         .routes(routes!(llm::cache_stats))
+        .routes(routes!(services::popularity))
+        .routes(routes!(services::cost_per_user))
+        .routes(routes!(services::adoption))
+        .routes(routes!(services::performance))
 }
 
 /// Runs a usage query.
