@@ -6,8 +6,14 @@
 //! - writes are idempotent: the same content again is [`WriteOutcome::Unchanged`];
 //! - an event id is stored once, forever: the first payload wins.
 
+mod common;
+mod db;
+mod postgres;
+mod sqlite;
 mod types;
 
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -25,7 +31,11 @@ pub enum StoreError {
     Conflict(String),
     /// A write names another entity that does not exist (`field` holds its id).
     #[error("{field}: no {kind} with id `{id}` exists")]
-    UnknownReference { field: &'static str, kind: &'static str, id: String },
+    UnknownReference {
+        field: &'static str,
+        kind: &'static str,
+        id: String,
+    },
     #[error("invalid pagination cursor")]
     BadCursor,
     #[error("unsupported database URL: {0}")]
@@ -66,7 +76,11 @@ pub trait Store: Send + Sync + 'static {
     async fn put_change(&self, change: &SubscriptionChange) -> StoreResult<WriteOutcome>;
     /// Sets (or moves) the cancellation. Unknown subscription: `NotFound`. A cancellation
     /// before the start is a `Conflict`.
-    async fn cancel_subscription(&self, id: &str, effective_at: Micros) -> StoreResult<WriteOutcome>;
+    async fn cancel_subscription(
+        &self,
+        id: &str,
+        effective_at: Micros,
+    ) -> StoreResult<WriteOutcome>;
     /// Upsert. Unknown customer: `UnknownReference`.
     async fn put_invoice(&self, invoice: &Invoice) -> StoreResult<WriteOutcome>;
     /// Upserts by (month, category, service), all in one transaction.
@@ -92,7 +106,8 @@ pub trait Store: Send + Sync + 'static {
     /// Pages in id order.
     async fn list_plans(&self, page: &PageRequest) -> StoreResult<Page<Plan>>;
     async fn list_customers(&self, page: &PageRequest) -> StoreResult<Page<Customer>>;
-    async fn list_subscriptions(&self, page: &PageRequest) -> StoreResult<Page<SubscriptionRecord>>;
+    async fn list_subscriptions(&self, page: &PageRequest)
+        -> StoreResult<Page<SubscriptionRecord>>;
     async fn list_invoices(&self, page: &PageRequest) -> StoreResult<Page<Invoice>>;
     async fn list_services(&self, page: &PageRequest) -> StoreResult<Page<Service>>;
 
@@ -129,4 +144,31 @@ pub trait Store: Send + Sync + 'static {
     async fn put_alert_rule(&self, rule: &AlertRule) -> StoreResult<WriteOutcome>;
     /// `NotFound` for an unknown metric.
     async fn delete_alert_rule(&self, metric: &str) -> StoreResult<()>;
+
+    // ---- audit log ---------------------------------------------------------------------
+
+    /// Appends an entry (its `id` is ignored; the store assigns one).
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Pages newest first.
+    async fn list_audit(&self, page: &PageRequest) -> StoreResult<Page<AuditEntry>>;
+}
+
+/// Opens the store a URL names: `postgres://` or `postgresql://` is PostgreSQL;
+/// `sqlite://PATH`, `sqlite:PATH` or a plain file path is SQLite (the file and its
+/// directory are created if missing). Does not migrate: call [`Store::migrate`].
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains("://") || path.starts_with(":memory:") {
+        // Two pools on an in-memory database would be two databases.
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(std::sync::Arc::new(
+        SqliteStore::open(std::path::Path::new(path)).await?,
+    ))
 }

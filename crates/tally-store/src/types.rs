@@ -19,7 +19,10 @@ impl Span {
 
     /// `[start, as_of]`.
     pub fn through(start: Micros, as_of: Micros) -> Span {
-        Span { start, end: as_of + 1 }
+        Span {
+            start,
+            end: as_of + 1,
+        }
     }
 
     pub fn contains(&self, t: Micros) -> bool {
@@ -50,8 +53,10 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
     if cursor.len() % 2 != 0 {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..cursor.len()).step_by(2).map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
@@ -130,7 +135,14 @@ pub struct UsageQuery {
 
 impl UsageQuery {
     pub fn new(kind: EventKind, span: Span) -> UsageQuery {
-        UsageQuery { span, kind, service: None, customer: None, llm_only: false, group_by: Vec::new() }
+        UsageQuery {
+            span,
+            kind,
+            service: None,
+            customer: None,
+            llm_only: false,
+            group_by: Vec::new(),
+        }
     }
 
     pub fn group(mut self, dims: &[UsageDim]) -> UsageQuery {
@@ -242,6 +254,20 @@ pub struct AlertRule {
     pub warning: Decimal,
     pub info: Option<Decimal>,
     pub enabled: bool,
+}
+
+/// One line of the audit log: who called which route, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Assigned by the store; ignored (pass 0) when appending.
+    pub id: i64,
+    pub at: Micros,
+    /// The API key used, if the request carried a known one.
+    pub key_id: Option<String>,
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+    pub client: Option<String>,
 }
 
 #[cfg(test)]

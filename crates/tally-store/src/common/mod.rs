@@ -1,0 +1,214 @@
+//! The [`Store`] written once over the [`Backend`] seam: every query here runs unchanged
+//! on SQLite and PostgreSQL.
+
+mod access;
+mod analytics;
+mod entities;
+mod page;
+mod upsert;
+
+use crate::db::Backend;
+use crate::*;
+use async_trait::async_trait;
+use std::collections::HashSet;
+use tally_core::event::Event;
+
+/// Runs one write function in a write transaction and commits.
+macro_rules! in_tx {
+    ($self:ident, $f:path, $($arg:expr),*) => {{
+        let mut tx = $self.backend.write().await?;
+        let out = $f(&mut *tx, $($arg),*).await?;
+        tx.commit().await?;
+        Ok(out)
+    }};
+}
+
+/// A store over one backend (see `SqliteStore` and `PgStore`).
+pub struct SqlStore<B> {
+    pub(crate) backend: B,
+}
+
+/// Positions of the events to store: the first occurrence of each id in the slice.
+fn first_occurrences(events: &[Event]) -> Vec<usize> {
+    let mut seen = HashSet::with_capacity(events.len());
+    (0..events.len())
+        .filter(|&i| seen.insert(events[i].id.as_str()))
+        .collect()
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    fn backend(&self) -> &'static str {
+        B::NAME
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.backend.migrate().await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.backend
+            .read()
+            .await?
+            .rows("SELECT 1", vec![])
+            .await
+            .map(drop)
+    }
+
+    async fn put_plan(&self, plan: &Plan) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::put_plan, plan)
+    }
+
+    async fn put_customer(&self, customer: &Customer) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::put_customer, customer)
+    }
+
+    async fn put_subscription(&self, sub: &Subscription) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::put_subscription, sub)
+    }
+
+    async fn put_change(&self, change: &SubscriptionChange) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::put_change, change)
+    }
+
+    async fn cancel_subscription(
+        &self,
+        id: &str,
+        effective_at: Micros,
+    ) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::cancel_subscription, id, effective_at)
+    }
+
+    async fn put_invoice(&self, invoice: &Invoice) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::put_invoice, invoice)
+    }
+
+    async fn put_costs(&self, costs: &[CostRecord]) -> StoreResult<Vec<WriteOutcome>> {
+        in_tx!(self, entities::put_costs, costs)
+    }
+
+    async fn put_spend(&self, spend: &[MarketingSpend]) -> StoreResult<Vec<WriteOutcome>> {
+        in_tx!(self, entities::put_spend, spend)
+    }
+
+    async fn put_service(&self, service: &Service) -> StoreResult<WriteOutcome> {
+        in_tx!(self, entities::put_service, service)
+    }
+
+    async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<bool>> {
+        let firsts = first_occurrences(events);
+        if firsts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let distinct: Vec<&Event> = firsts.iter().map(|&i| &events[i]).collect();
+        let new_ids = self.backend.insert_new_events(&distinct).await?;
+        let mut stored = vec![false; events.len()];
+        for i in firsts {
+            stored[i] = new_ids.contains(&events[i].id);
+        }
+        Ok(stored)
+    }
+
+    async fn get_plan(&self, id: &str) -> StoreResult<Option<Plan>> {
+        entities::get_plan(&mut *self.backend.read().await?, id).await
+    }
+
+    async fn get_customer(&self, id: &str) -> StoreResult<Option<Customer>> {
+        entities::get_customer(&mut *self.backend.read().await?, id).await
+    }
+
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRecord>> {
+        entities::get_subscription(&mut *self.backend.snapshot().await?, id).await
+    }
+
+    async fn get_invoice(&self, id: &str) -> StoreResult<Option<Invoice>> {
+        entities::get_invoice(&mut *self.backend.read().await?, id).await
+    }
+
+    async fn get_service(&self, name: &str) -> StoreResult<Option<Service>> {
+        entities::get_service(&mut *self.backend.read().await?, name).await
+    }
+
+    async fn list_plans(&self, page: &PageRequest) -> StoreResult<Page<Plan>> {
+        entities::list_plans(&mut *self.backend.read().await?, page).await
+    }
+
+    async fn list_customers(&self, page: &PageRequest) -> StoreResult<Page<Customer>> {
+        entities::list_customers(&mut *self.backend.read().await?, page).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        page: &PageRequest,
+    ) -> StoreResult<Page<SubscriptionRecord>> {
+        entities::list_subscriptions(&mut *self.backend.snapshot().await?, page).await
+    }
+
+    async fn list_invoices(&self, page: &PageRequest) -> StoreResult<Page<Invoice>> {
+        entities::list_invoices(&mut *self.backend.read().await?, page).await
+    }
+
+    async fn list_services(&self, page: &PageRequest) -> StoreResult<Page<Service>> {
+        entities::list_services(&mut *self.backend.read().await?, page).await
+    }
+
+    async fn counts(&self) -> StoreResult<Counts> {
+        analytics::counts(&mut *self.backend.read().await?).await
+    }
+
+    async fn billing_data(&self) -> StoreResult<BillingData> {
+        analytics::billing_data(&mut *self.backend.snapshot().await?).await
+    }
+
+    async fn cost_data(&self) -> StoreResult<CostData> {
+        analytics::cost_data(&mut *self.backend.snapshot().await?).await
+    }
+
+    async fn invoice_stats(&self, paid_span: Span, issued_span: Span) -> StoreResult<InvoiceStats> {
+        analytics::invoice_stats(&mut *self.backend.read().await?, paid_span, issued_span).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        analytics::usage(&mut *self.backend.read().await?, query).await
+    }
+
+    async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>> {
+        analytics::latest_gauge(&mut *self.backend.read().await?, name, at).await
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        in_tx!(self, access::put_api_key, key)
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
+        access::find_api_key(&mut *self.backend.read().await?, secret_hash).await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        access::list_api_keys(&mut *self.backend.read().await?).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Micros) -> StoreResult<()> {
+        in_tx!(self, access::revoke_api_key, id, at)
+    }
+
+    async fn list_alert_rules(&self) -> StoreResult<Vec<AlertRule>> {
+        access::list_alert_rules(&mut *self.backend.read().await?).await
+    }
+
+    async fn put_alert_rule(&self, rule: &AlertRule) -> StoreResult<WriteOutcome> {
+        in_tx!(self, access::put_alert_rule, rule)
+    }
+
+    async fn delete_alert_rule(&self, metric: &str) -> StoreResult<()> {
+        in_tx!(self, access::delete_alert_rule, metric)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        in_tx!(self, access::append_audit, entry)
+    }
+
+    async fn list_audit(&self, page: &PageRequest) -> StoreResult<Page<AuditEntry>> {
+        access::list_audit(&mut *self.backend.read().await?, page).await
+    }
+}

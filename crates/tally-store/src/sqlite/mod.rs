@@ -1,0 +1,113 @@
+//! SQLite: one database file in WAL mode, written through a single connection so writers
+//! queue in the process instead of failing with SQLITE_BUSY, and read through a pool.
+
+mod conn;
+mod events;
+
+use crate::common::SqlStore;
+use crate::db::{migrate_with_retry, Backend, Conn};
+use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+use tally_core::event::Event;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another process's write lock (a second server, or a
+/// `tally` command) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store in an SQLite file.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// The SQLite backend of [`SqliteStore`].
+pub struct Sqlite {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`, and its directory.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            // FULL syncs the WAL on every commit: an acknowledged write survives a crash
+            // of the process and a power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .pragma("temp_store", "memory");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            // A local file does not drop connections; skip the ping on every write.
+            .test_before_acquire(false)
+            .connect_with(
+                options
+                    .clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await?;
+        let readers = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .clamp(2, 8) as u32;
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .test_before_acquire(false)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqlStore {
+            backend: Sqlite { write, read },
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    const NAME: &'static str = "sqlite";
+
+    async fn migrate(&self) -> StoreResult<()> {
+        migrate_with_retry(|| MIGRATOR.run(&self.write)).await
+    }
+
+    async fn read(&self) -> StoreResult<Box<dyn Conn>> {
+        Ok(Box::new(conn::SqliteConn::Plain(
+            self.read.acquire().await?,
+        )))
+    }
+
+    async fn snapshot(&self) -> StoreResult<Box<dyn Conn>> {
+        // In WAL mode a read transaction sees one snapshot from its first read on.
+        Ok(Box::new(conn::SqliteConn::Tx(self.read.begin().await?)))
+    }
+
+    async fn write(&self) -> StoreResult<Box<dyn Conn>> {
+        Ok(Box::new(conn::SqliteConn::Tx(
+            begin_write(&self.write).await?,
+        )))
+    }
+
+    async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
+        let mut tx = begin_write(&self.write).await?;
+        let new = events::insert(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+}
+
+/// IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
+/// then writes could fail with SQLITE_BUSY (no waiting) if another process wrote between.
+async fn begin_write(pool: &SqlitePool) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
