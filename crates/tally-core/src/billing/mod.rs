@@ -1,0 +1,263 @@
+//! The subscription book: every plan, customer, subscription and change, queried at an
+//! instant. All MRR rules of metrics.md ("Subscriptions and MRR") live here; the modules
+//! below build month-end series, movements, churn, LTV, acquisition and growth on top.
+//!
+//! Nothing here filters by `as_of`: each query names its instant, and a state at t only
+//! looks at facts effective at or before t, so data dated after `as_of` never leaks in.
+
+pub mod acquisition;
+pub mod churn;
+pub mod growth;
+pub mod ledger;
+pub mod ltv;
+
+#[cfg(test)]
+mod tests;
+
+use crate::model::{Customer, Plan, Subscription, SubscriptionChange};
+use crate::money::Currency;
+use crate::time::Micros;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
+
+/// The tier name of a customer whose only active subscriptions are in trial.
+pub const TRIAL_TIER: &str = "trial";
+
+/// A subscription with its changes in effect order.
+#[derive(Debug, Clone)]
+struct SubHistory {
+    sub: Subscription,
+    /// Sorted by `effective_at` (unique per subscription).
+    changes: Vec<SubscriptionChange>,
+}
+
+/// Plan, quantity and discount of a subscription at one instant.
+#[derive(Debug, Clone, Copy)]
+struct Terms<'a> {
+    plan_id: &'a str,
+    quantity: i64,
+    discount: Decimal,
+}
+
+impl SubHistory {
+    fn active_at(&self, t: Micros) -> bool {
+        self.sub.started_at <= t && self.sub.canceled_at.is_none_or(|c| t < c)
+    }
+
+    fn in_trial_at(&self, t: Micros) -> bool {
+        self.sub.trial_ends_at.is_some_and(|e| t < e)
+    }
+
+    fn terms_at(&self, t: Micros) -> Terms<'_> {
+        let mut terms = Terms {
+            plan_id: &self.sub.plan_id,
+            quantity: self.sub.quantity,
+            discount: self.sub.discount_percent,
+        };
+        for c in self.changes.iter().take_while(|c| c.effective_at <= t) {
+            if let Some(p) = &c.plan_id {
+                terms.plan_id = p;
+            }
+            if let Some(q) = c.quantity {
+                terms.quantity = q;
+            }
+            if let Some(d) = c.discount_percent {
+                terms.discount = d;
+            }
+        }
+        terms
+    }
+}
+
+/// Everything needed to answer "what did this customer pay, on which tier, at t".
+#[derive(Debug, Clone)]
+pub struct Book {
+    currency: Currency,
+    plans: HashMap<String, Plan>,
+    customers: BTreeMap<String, Customer>,
+    /// Per customer id, subscriptions sorted by id (input order never matters).
+    subs: BTreeMap<String, Vec<SubHistory>>,
+}
+
+impl Book {
+    /// Amounts are read in US dollars (2 decimals); see [`Book::with_currency`].
+    pub fn new(
+        plans: &[Plan],
+        customers: &[Customer],
+        subscriptions: &[Subscription],
+        changes: &[SubscriptionChange],
+    ) -> Book {
+        let plans: HashMap<String, Plan> =
+            plans.iter().map(|p| (p.id.clone(), p.clone())).collect();
+        let customers: BTreeMap<String, Customer> = customers
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        let mut by_sub: HashMap<&str, Vec<SubscriptionChange>> = HashMap::new();
+        for c in changes {
+            by_sub
+                .entry(c.subscription_id.as_str())
+                .or_default()
+                .push(c.clone());
+        }
+        let mut subs: BTreeMap<String, Vec<SubHistory>> = BTreeMap::new();
+        for s in subscriptions {
+            let mut changes = by_sub.remove(s.id.as_str()).unwrap_or_default();
+            changes.sort_by_key(|c| c.effective_at);
+            subs.entry(s.customer_id.clone())
+                .or_default()
+                .push(SubHistory {
+                    sub: s.clone(),
+                    changes,
+                });
+        }
+        for list in subs.values_mut() {
+            list.sort_by(|a, b| a.sub.id.cmp(&b.sub.id));
+        }
+        Book {
+            currency: Currency::usd(),
+            plans,
+            customers,
+            subs,
+        }
+    }
+
+    /// Reads plan amounts as minor units of `currency`.
+    pub fn with_currency(mut self, currency: Currency) -> Book {
+        self.currency = currency;
+        self
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// Monthly amount of a subscription under its terms at t, ignoring activity and trial.
+    /// An unknown plan (never stored by the stores) counts as 0.
+    fn monthly_amount(&self, terms: Terms<'_>) -> Decimal {
+        let Some(plan) = self.plans.get(terms.plan_id) else {
+            return Decimal::ZERO;
+        };
+        let per_interval = self.currency.from_minor(plan.amount)
+            * Decimal::from(terms.quantity)
+            * (Decimal::ONE - terms.discount / Decimal::ONE_HUNDRED);
+        per_interval / Decimal::from(plan.interval.months())
+    }
+
+    fn sub_mrr_at(&self, s: &SubHistory, t: Micros) -> Decimal {
+        if !s.active_at(t) || s.in_trial_at(t) {
+            return Decimal::ZERO;
+        }
+        self.monthly_amount(s.terms_at(t))
+    }
+
+    fn subs_of(&self, customer_id: &str) -> &[SubHistory] {
+        self.subs.get(customer_id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Customer MRR at t, exact, in currency units.
+    pub fn customer_mrr_at(&self, customer_id: &str, t: Micros) -> Decimal {
+        self.subs_of(customer_id)
+            .iter()
+            .map(|s| self.sub_mrr_at(s, t))
+            .sum()
+    }
+
+    /// Total MRR at t.
+    pub fn mrr_at(&self, t: Micros) -> Decimal {
+        self.subs.keys().map(|c| self.customer_mrr_at(c, t)).sum()
+    }
+
+    /// Whether the customer has an active subscription in trial and MRR 0 at t.
+    pub fn is_trial_at(&self, customer_id: &str, t: Micros) -> bool {
+        let subs = self.subs_of(customer_id);
+        subs.iter().any(|s| s.active_at(t) && s.in_trial_at(t))
+            && self.customer_mrr_at(customer_id, t).is_zero()
+    }
+
+    /// Whether the customer has any active subscription (paying, trial or free) at t.
+    pub fn has_active_at(&self, customer_id: &str, t: Micros) -> bool {
+        self.subs_of(customer_id).iter().any(|s| s.active_at(t))
+    }
+
+    /// The tier at t: `trial` for a trial customer, else the tier of the plan of the
+    /// largest-MRR active subscription (ties: smallest plan id); `None` without an active
+    /// subscription.
+    pub fn tier_at(&self, customer_id: &str, t: Micros) -> Option<String> {
+        if self.is_trial_at(customer_id, t) {
+            return Some(TRIAL_TIER.to_string());
+        }
+        let mut best: Option<(Decimal, &str)> = None;
+        for s in self.subs_of(customer_id).iter().filter(|s| s.active_at(t)) {
+            let mrr = self.sub_mrr_at(s, t);
+            let plan_id = s.terms_at(t).plan_id;
+            best = match best {
+                Some((m, p)) if m > mrr || (m == mrr && p <= plan_id) => Some((m, p)),
+                _ => Some((mrr, plan_id)),
+            };
+        }
+        let (_, plan_id) = best?;
+        Some(
+            self.plans
+                .get(plan_id)
+                .map_or_else(|| plan_id.to_string(), |p| p.tier.clone()),
+        )
+    }
+
+    /// Instants in (start, end) where the customer's tier or MRR may change.
+    pub fn change_points(&self, customer_id: &str, start: Micros, end: Micros) -> Vec<Micros> {
+        let mut points: Vec<Micros> = Vec::new();
+        for s in self.subs_of(customer_id) {
+            points.push(s.sub.started_at);
+            points.extend(s.sub.trial_ends_at);
+            points.extend(s.sub.canceled_at);
+            points.extend(s.changes.iter().map(|c| c.effective_at));
+        }
+        points.retain(|&p| start < p && p < end);
+        points.sort_unstable();
+        points.dedup();
+        points
+    }
+
+    /// Customer ids in id order (every stored customer, whatever its `created_at`).
+    pub fn customer_ids(&self) -> impl Iterator<Item = &str> {
+        self.customers.keys().map(String::as_str)
+    }
+
+    pub fn customer(&self, id: &str) -> Option<&Customer> {
+        self.customers.get(id)
+    }
+
+    pub fn customers(&self) -> impl Iterator<Item = &Customer> {
+        self.customers.values()
+    }
+
+    /// Ids of customers that have at least one subscription, in id order.
+    pub fn subscriber_ids(&self) -> impl Iterator<Item = &str> {
+        self.subs.keys().map(String::as_str)
+    }
+
+    /// Distinct tiers of the stored plans, sorted.
+    pub fn tiers(&self) -> impl Iterator<Item = &str> {
+        let set: std::collections::BTreeSet<&str> =
+            self.plans.values().map(|p| p.tier.as_str()).collect();
+        set.into_iter()
+    }
+
+    /// Earliest subscription start, if any.
+    pub fn first_start(&self) -> Option<Micros> {
+        self.subs.values().flatten().map(|s| s.sub.started_at).min()
+    }
+
+    /// `(customer_id, trial_ends_at)` of every subscription with a trial that began
+    /// before it ended, in subscription order. A trial cancelled early still ends at its
+    /// `trial_ends_at`: it is a trial that did not convert.
+    pub fn trial_ends(&self) -> impl Iterator<Item = (&str, Micros)> {
+        self.subs.iter().flat_map(|(cid, list)| {
+            list.iter().filter_map(move |s| {
+                let end = s.sub.trial_ends_at?;
+                (s.sub.started_at < end).then_some((cid.as_str(), end))
+            })
+        })
+    }
+}
