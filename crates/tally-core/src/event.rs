@@ -72,7 +72,7 @@ impl CostSource {
 
 /// An event as a client sends it. Everything but `id`, `time` and (for usage and health
 /// checks) `service` is optional; unknown fields are ignored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct EventInput {
     pub id: String,
     pub time: String,

@@ -86,7 +86,7 @@ fn quantity(field: &str, q: Option<i64>) -> Result<Option<i64>, FieldError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PlanInput {
     pub name: String,
     pub tier: String,
@@ -112,7 +112,7 @@ impl PlanInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CustomerInput {
     pub name: Option<String>,
     pub email: Option<String>,
@@ -135,7 +135,7 @@ impl CustomerInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SubscriptionInput {
     pub customer_id: String,
     pub plan_id: String,
@@ -171,7 +171,7 @@ impl SubscriptionInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChangeInput {
     pub effective_at: String,
     pub plan_id: Option<String>,
@@ -200,7 +200,7 @@ impl ChangeInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CancelInput {
     pub effective_at: String,
 }
@@ -211,7 +211,7 @@ impl CancelInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InvoiceInput {
     pub customer_id: String,
     #[serde(deserialize_with = "decimal::de")]
@@ -239,7 +239,7 @@ impl InvoiceInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CostInput {
     pub month: String,
     pub category: String,
@@ -263,7 +263,7 @@ impl CostInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SpendInput {
     pub month: String,
     pub channel: String,
@@ -280,7 +280,7 @@ impl SpendInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ServiceInput {
     pub display_name: Option<String>,
     pub unit_type: Option<String>,

@@ -1,0 +1,72 @@
+//! What every handler shares: the store, the resolved configuration, prices and clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tally_core::input::CurrencyPolicy;
+use tally_core::pricing::PriceTable;
+use tally_core::time::Micros;
+use tally_store::Store;
+
+/// Server settings, resolved from flags, environment and config file by the CLI.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one batch (413 beyond).
+    pub max_batch: usize,
+    /// A request taking longer is answered 503.
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS; empty means CORS is off.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch: tally_core::event::MAX_BATCH,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Where "now" comes from: the system clock, or a fixed instant in tests.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    System,
+    Fixed(Micros),
+}
+
+impl Clock {
+    pub fn now(&self) -> Micros {
+        match self {
+            Clock::System => tally_core::time::to_micros(chrono::Utc::now()),
+            Clock::Fixed(t) => *t,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub config: ServerConfig,
+    pub prices: PriceTable,
+    pub money: CurrencyPolicy,
+    pub clock: Clock,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig, prices: PriceTable, money: CurrencyPolicy, clock: Clock) -> AppState {
+        AppState(Arc::new(Inner { store, config, prices, money, clock }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
