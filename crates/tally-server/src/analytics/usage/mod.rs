@@ -4,6 +4,7 @@
 
 pub mod figures;
 pub mod llm;
+pub mod metering;
 pub mod services;
 pub mod tiers;
 
@@ -29,6 +30,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(services::cost_per_user))
         .routes(routes!(services::adoption))
         .routes(routes!(services::performance))
+        .routes(routes!(metering::service))
+        .routes(routes!(metering::summary))
 }
 
 /// Runs a usage query.
