@@ -1,9 +1,9 @@
 //! Services: popularity, infrastructure cost per user, adoption by subscribers, and
-//! performance (uptime, latency, errors, throughput). Every registered service is listed
-//! (services register themselves with their first event), so a quiet one shows as such
-//! instead of vanishing.
+//! performance (uptime, latency, errors, throughput). A service is listed when it has
+//! data in the spans an endpoint looks at; the registry is not consulted, because it has
+//! no time and would show services first seen after `as_of`.
 
-use super::{book, mean_latency, percent, r2, r2_opt, registry, rows, totals, SpanView};
+use super::{book, mean_latency, percent, r2, r2_opt, rows, totals, SpanView};
 use crate::analytics::params::{AsOfParam, Window};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Query;
@@ -50,9 +50,9 @@ async fn users_by_service(
     let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Service, UsageDim::Customer]);
     let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
     for r in rows(s, &q).await? {
-        if let (Some(service), Some(customer)) = (r.service, r.customer_id) {
-            out.entry(service).or_default().insert(customer);
-        }
+        let Some(service) = r.service else { continue };
+        let users = out.entry(service).or_default();
+        users.extend(r.customer_id);
     }
     Ok(out)
 }
@@ -101,8 +101,7 @@ pub async fn popularity(
     .await?;
     let full = calls_and_users(&s, Span::new(prev.start(), prev.end())).await?;
 
-    let mut names: BTreeSet<String> = registry(&s).await?.into_keys().collect();
-    names.extend(now.keys().chain(full.keys()).cloned());
+    let names: BTreeSet<String> = now.keys().chain(full.keys()).cloned().collect();
     let mut services: Vec<ServicePopularity> = names
         .into_iter()
         .map(|name| {
@@ -258,9 +257,12 @@ pub async fn adoption(
     for tier in subscribers.values() {
         *per_tier.entry(tier.clone()).or_default() += 1;
     }
-    let users = users_by_service(&s, month_to_date(as_of)).await?;
-    let mut names: BTreeSet<String> = registry(&s).await?.into_keys().collect();
-    names.extend(users.keys().cloned());
+    let mtd = month_to_date(as_of);
+    let users = users_by_service(&s, mtd).await?;
+    // Services used last month are listed too, so one nobody uses any more shows 0 %.
+    let prev = Month::of(as_of).prev();
+    let earlier = users_by_service(&s, Span::new(prev.start(), mtd.start)).await?;
+    let names: BTreeSet<String> = users.keys().chain(earlier.keys()).cloned().collect();
     let empty = BTreeSet::new();
     let services = names
         .into_iter()
@@ -365,8 +367,7 @@ pub async fn performance(
     );
     let all_checks = totals(&s, &UsageQuery::new(EventKind::HealthCheck, span)).await?;
 
-    let mut names: BTreeSet<String> = registry(&s).await?.into_keys().collect();
-    names.extend(usage.keys().chain(checks.keys()).cloned());
+    let names: BTreeSet<String> = usage.keys().chain(checks.keys()).cloned().collect();
     let minutes = Decimal::from(window.minutes());
     let services = names
         .into_iter()
