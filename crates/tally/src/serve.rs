@@ -21,6 +21,8 @@ pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>)
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), "tally is listening");
+    // Scripts and tests that bind port 0 read the real address from this line.
+    println!("listening on http://{addr}");
     if let Some(b) = banner {
         println!("{}", b.replace("{addr}", &addr.to_string()));
     }

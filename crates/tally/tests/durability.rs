@@ -1,0 +1,84 @@
+//! A 2xx means durably stored: the real binary is killed with SIGKILL right after
+//! acknowledging writes, restarted, and still has everything it acknowledged. Runs on
+//! SQLite, and on PostgreSQL when TALLY_TEST_DATABASE_URL is set.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use tally_store::Role;
+use tally_testkit::{add_key, both_stores, TestStore};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+/// Starts `tally serve` on port 0 and waits for the address it prints.
+fn start(url: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--database-url", url, "--bind", "127.0.0.1:0"])
+        .env("TALLY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tally");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("tally exited before listening").expect("read stdout");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+impl Server {
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+fn events(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"id": format!("dur_{i}"), "time": "2025-11-20T10:00:00Z", "service": "llm_inference", "customer_id": "cus_1", "input_tokens": 100, "output_tokens": 10, "cost_credits": "0.5"}))
+            .collect(),
+    )
+}
+
+async fn acknowledged_writes_survive_sigkill(store: TestStore) {
+    let secret = add_key(store.store.as_ref(), Role::Ingest).await;
+    let http = reqwest::Client::new();
+    let server = start(&store.url);
+
+    let resp = http
+        .put(format!("{}/api/v1/customers/cus_1", server.base))
+        .bearer_auth(&secret)
+        .json(&json!({"created_at": "2025-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = http.post(format!("{}/api/v1/events", server.base)).bearer_auth(&secret).json(&events(1000)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["accepted"], 1000);
+    // No graceful shutdown, no flush: the process dies the moment the 2xx is read.
+    server.kill();
+
+    let counts = store.reopen().await.counts().await.unwrap();
+    assert_eq!((counts.customers, counts.events), (1, 1000));
+
+    // After a restart, the client's retry of the same batch counts nothing twice.
+    let server = start(&store.url);
+    let body: Value = http.post(format!("{}/api/v1/events", server.base)).bearer_auth(&secret).json(&events(1000)).send().await.unwrap().json().await.unwrap();
+    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(1000)));
+    server.kill();
+    assert_eq!(store.reopen().await.counts().await.unwrap().events, 1000);
+}
+
+both_stores!(acknowledged_writes_survive_sigkill);
