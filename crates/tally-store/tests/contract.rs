@@ -1,0 +1,1566 @@
+//! The store contract: one suite, run unchanged against SQLite (always) and PostgreSQL
+//! (when `TALLY_TEST_DATABASE_URL` names a server; each test gets a fresh database).
+//!
+//! Every expected value below is worked out by hand from the data the test writes.
+
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tally_core::event::{CostSource, Event, EventKind};
+use tally_core::model::*;
+use tally_core::time::{parse_instant, Micros, Month, MICROS_PER_DAY};
+use tally_store::*;
+
+// ---- harness ---------------------------------------------------------------------------
+
+/// A database for one test: a file in a temporary directory, or a PostgreSQL database
+/// created for the test and dropped after it.
+struct TestDb {
+    url: String,
+    /// (admin URL, database name) on PostgreSQL.
+    pg: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+const PG_ENV: &str = "TALLY_TEST_DATABASE_URL";
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory that does not exist yet: opening must create it.
+        let path = dir.path().join("data").join("tally.db");
+        TestDb {
+            url: format!("sqlite://{}", path.display()),
+            pg: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let Ok(admin) = std::env::var(PG_ENV) else {
+            eprintln!("skipped: set {PG_ENV} (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run on PostgreSQL");
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "tally_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        admin_exec(&admin, &format!("CREATE DATABASE {name}")).await;
+        let mut url = url::Url::parse(&admin).expect("TALLY_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Some(TestDb {
+            url: url.to_string(),
+            pg: Some((admin, name)),
+            _dir: None,
+        })
+    }
+
+    async fn drop_database(self) {
+        if let Some((admin, name)) = &self.pg {
+            admin_exec(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+async fn admin_exec(admin_url: &str, sql: &str) {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the admin database");
+    conn.execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.ok();
+}
+
+/// Runs `test` against `db`, then drops the database whether the test passed or not.
+async fn run<F, Fut>(db: TestDb, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let result = tokio::spawn(test(db.url.clone())).await;
+    db.drop_database().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn open_migrated(url: &str) -> std::sync::Arc<dyn Store> {
+    let store = tally_store::open(url).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+/// Generates `sqlite::<name>` and `postgres::<name>` for each contract test: `store` tests
+/// get a migrated store, `url` tests the URL of an empty, unmigrated database.
+macro_rules! contract_tests {
+    (store: [$($s:ident),* $(,)?], url: [$($u:ident),* $(,)?]) => {
+        contract_tests!(@backend sqlite, Some(crate::TestDb::sqlite()), [$($s),*], [$($u),*]);
+        contract_tests!(@backend postgres, crate::TestDb::postgres().await, [$($s),*], [$($u),*]);
+    };
+    (@backend $backend:ident, $db:expr, [$($s:ident),*], [$($u:ident),*]) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $s() {
+                    let Some(db) = $db else { return };
+                    crate::run(db, |url| async move {
+                        let store = crate::open_migrated(&url).await;
+                        crate::$s(&*store).await;
+                    })
+                    .await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $u() {
+                    let Some(db) = $db else { return };
+                    crate::run(db, |url| async move { crate::$u(&url).await }).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests! {
+    store: [
+        fresh_store_is_empty_with_default_alert_rules,
+        plans_upsert,
+        customers_upsert,
+        subscriptions_are_created_once,
+        changes_upsert_by_effective_time,
+        cancellations,
+        invoices_upsert,
+        costs_and_spend_upsert,
+        services_upsert,
+        events_are_stored_once,
+        services_are_registered_by_events,
+        usage_aggregates,
+        usage_filters_and_empty_results,
+        invoice_stats_by_paid_and_issued_time,
+        latest_gauge,
+        pagination,
+        subscriptions_pages_carry_their_changes,
+        billing_and_cost_data,
+        api_keys,
+        alert_rules,
+        audit_log,
+    ],
+    url: [
+        data_survives_reopening,
+        concurrent_migrations,
+    ]
+}
+
+// ---- fixtures --------------------------------------------------------------------------
+
+const HOUR: Micros = 3_600_000_000;
+const DAY: Micros = MICROS_PER_DAY;
+
+/// 2025-11-20T00:00:00Z.
+fn t0() -> Micros {
+    parse_instant("t", "2025-11-20T00:00:00Z").unwrap()
+}
+
+/// Days from 1970-01-01 to 2025-11-20: 55 years with 14 leap days (1972..2024) to
+/// 2025-01-01, then 304 days of January to October, then 19.
+const DAY0: i64 = 55 * 365 + 14 + 304 + 19;
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn plan(id: &str, tier: &str, amount: i64) -> Plan {
+    Plan {
+        id: id.into(),
+        name: format!("{tier} plan"),
+        tier: tier.into(),
+        interval: Interval::Month,
+        amount,
+        currency: "USD".into(),
+    }
+}
+
+fn customer(id: &str) -> Customer {
+    Customer {
+        id: id.into(),
+        name: None,
+        email: None,
+        created_at: t0(),
+        channel: None,
+    }
+}
+
+fn subscription(id: &str, customer_id: &str, plan_id: &str) -> Subscription {
+    Subscription {
+        id: id.into(),
+        customer_id: customer_id.into(),
+        plan_id: plan_id.into(),
+        quantity: 1,
+        discount_percent: Decimal::ZERO,
+        started_at: t0(),
+        trial_ends_at: None,
+        canceled_at: None,
+    }
+}
+
+fn invoice(
+    id: &str,
+    status: InvoiceStatus,
+    amount: i64,
+    issued_at: Micros,
+    paid_at: Option<Micros>,
+) -> Invoice {
+    Invoice {
+        id: id.into(),
+        customer_id: "c1".into(),
+        amount,
+        currency: "USD".into(),
+        status,
+        issued_at,
+        paid_at,
+    }
+}
+
+fn usage(id: &str, service: &str, time: Micros) -> Event {
+    Event {
+        id: id.into(),
+        kind: EventKind::Usage,
+        time,
+        customer_id: None,
+        service: Some(service.into()),
+        quantity: 1_000_000,
+        unit: None,
+        model: None,
+        provider: None,
+        input_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        output_tokens: 0,
+        cache_hit: None,
+        latency_ms: None,
+        status_code: None,
+        cost: 0,
+        cost_source: CostSource::Unpriced,
+        up: None,
+        gauge_name: None,
+        gauge_value: None,
+    }
+}
+
+fn llm(id: &str, customer: &str, model: &str, provider: &str, time: Micros) -> Event {
+    Event {
+        customer_id: Some(customer.into()),
+        model: Some(model.into()),
+        provider: Some(provider.into()),
+        ..usage(id, "llm", time)
+    }
+}
+
+fn gauge(id: &str, name: &str, value: f64, time: Micros) -> Event {
+    Event {
+        kind: EventKind::Gauge,
+        service: None,
+        gauge_name: Some(name.into()),
+        gauge_value: Some(value),
+        ..usage(id, "unused", time)
+    }
+}
+
+fn health(id: &str, up: bool, latency: Option<f64>, time: Micros) -> Event {
+    Event {
+        kind: EventKind::HealthCheck,
+        up: Some(up),
+        latency_ms: latency,
+        ..usage(id, "llm", time)
+    }
+}
+
+fn page(limit: u32, cursor: Option<&str>) -> PageRequest {
+    PageRequest {
+        limit,
+        cursor: cursor.map(str::to_owned),
+    }
+}
+
+use WriteOutcome::{Created, Unchanged, Updated};
+
+// ---- entities --------------------------------------------------------------------------
+
+async fn fresh_store_is_empty_with_default_alert_rules(s: &dyn Store) {
+    s.ping().await.unwrap();
+    assert_eq!(s.counts().await.unwrap(), Counts::default());
+    assert_eq!(s.list_alert_rules().await.unwrap().len(), 6);
+    // Migrating again changes nothing.
+    s.migrate().await.unwrap();
+    assert_eq!(s.list_alert_rules().await.unwrap().len(), 6);
+}
+
+async fn plans_upsert(s: &dyn Store) {
+    let p = plan("pro", "pro", 4900);
+    assert_eq!(s.put_plan(&p).await.unwrap(), Created);
+    assert_eq!(s.put_plan(&p).await.unwrap(), Unchanged);
+    let yearly = Plan {
+        interval: Interval::Year,
+        amount: 49_000,
+        ..p.clone()
+    };
+    assert_eq!(s.put_plan(&yearly).await.unwrap(), Updated);
+    assert_eq!(s.put_plan(&yearly).await.unwrap(), Unchanged);
+    assert_eq!(s.get_plan("pro").await.unwrap(), Some(yearly));
+    assert_eq!(s.get_plan("nope").await.unwrap(), None);
+    assert_eq!(s.counts().await.unwrap().plans, 1);
+}
+
+async fn customers_upsert(s: &dyn Store) {
+    let c = customer("c1");
+    assert_eq!(s.put_customer(&c).await.unwrap(), Created);
+    let named = Customer {
+        name: Some("Ada".into()),
+        email: Some("ada@example.com".into()),
+        ..c.clone()
+    };
+    assert_eq!(s.put_customer(&named).await.unwrap(), Updated);
+    assert_eq!(s.put_customer(&named).await.unwrap(), Unchanged);
+    assert_eq!(s.get_customer("c1").await.unwrap(), Some(named));
+    // Clearing an optional field is a change too.
+    assert_eq!(s.put_customer(&c).await.unwrap(), Updated);
+    assert_eq!(s.get_customer("c1").await.unwrap(), Some(c));
+}
+
+async fn subscriptions_are_created_once(s: &dyn Store) {
+    let sub = Subscription {
+        discount_percent: dec("12.50"),
+        ..subscription("s1", "c1", "pro")
+    };
+    match s.put_subscription(&sub).await {
+        Err(StoreError::UnknownReference {
+            field: "customer_id",
+            kind: "customer",
+            id,
+        }) => assert_eq!(id, "c1"),
+        other => panic!("expected an unknown customer, got {other:?}"),
+    }
+    s.put_customer(&customer("c1")).await.unwrap();
+    match s.put_subscription(&sub).await {
+        Err(StoreError::UnknownReference {
+            field: "plan_id",
+            kind: "plan",
+            id,
+        }) => assert_eq!(id, "pro"),
+        other => panic!("expected an unknown plan, got {other:?}"),
+    }
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    assert_eq!(s.put_subscription(&sub).await.unwrap(), Created);
+    assert_eq!(s.put_subscription(&sub).await.unwrap(), Unchanged);
+    // The same number written differently is the same content.
+    let same = Subscription {
+        discount_percent: dec("12.5"),
+        ..sub.clone()
+    };
+    assert_eq!(s.put_subscription(&same).await.unwrap(), Unchanged);
+    // `canceled_at` of the argument is ignored.
+    let canceled = Subscription {
+        canceled_at: Some(t0() + DAY),
+        ..sub.clone()
+    };
+    assert_eq!(s.put_subscription(&canceled).await.unwrap(), Unchanged);
+
+    let more = Subscription {
+        quantity: 3,
+        ..sub.clone()
+    };
+    match s.put_subscription(&more).await {
+        Err(StoreError::Conflict(message)) => assert_eq!(
+            message,
+            "subscription `s1` already exists with different content; use /changes or /cancel"
+        ),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let record = s.get_subscription("s1").await.unwrap().unwrap();
+    assert_eq!(
+        record,
+        SubscriptionRecord {
+            subscription: sub,
+            changes: vec![]
+        }
+    );
+    assert_eq!(record.subscription.discount_percent.to_string(), "12.5");
+    assert_eq!(s.get_subscription("s2").await.unwrap(), None);
+}
+
+async fn changes_upsert_by_effective_time(s: &dyn Store) {
+    s.put_customer(&customer("c1")).await.unwrap();
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    s.put_plan(&plan("team", "team", 9900)).await.unwrap();
+    let later = SubscriptionChange {
+        subscription_id: "s1".into(),
+        effective_at: t0() + 20 * DAY,
+        plan_id: Some("team".into()),
+        quantity: None,
+        discount_percent: None,
+    };
+    match s.put_change(&later).await {
+        Err(StoreError::NotFound {
+            kind: "subscription",
+            id,
+        }) => assert_eq!(id, "s1"),
+        other => panic!("expected an unknown subscription, got {other:?}"),
+    }
+    s.put_subscription(&subscription("s1", "c1", "pro"))
+        .await
+        .unwrap();
+    let bad_plan = SubscriptionChange {
+        plan_id: Some("gold".into()),
+        ..later.clone()
+    };
+    match s.put_change(&bad_plan).await {
+        Err(StoreError::UnknownReference {
+            field: "plan_id",
+            kind: "plan",
+            id,
+        }) => assert_eq!(id, "gold"),
+        other => panic!("expected an unknown plan, got {other:?}"),
+    }
+    assert_eq!(s.put_change(&later).await.unwrap(), Created);
+    assert_eq!(s.put_change(&later).await.unwrap(), Unchanged);
+    let later_with_seats = SubscriptionChange {
+        quantity: Some(5),
+        discount_percent: Some(dec("10")),
+        ..later.clone()
+    };
+    assert_eq!(s.put_change(&later_with_seats).await.unwrap(), Updated);
+    // Written after, effective before: listed first.
+    let earlier = SubscriptionChange {
+        subscription_id: "s1".into(),
+        effective_at: t0() + 10 * DAY,
+        plan_id: None,
+        quantity: Some(2),
+        discount_percent: None,
+    };
+    assert_eq!(s.put_change(&earlier).await.unwrap(), Created);
+    let record = s.get_subscription("s1").await.unwrap().unwrap();
+    assert_eq!(record.changes, vec![earlier, later_with_seats]);
+    assert_eq!(s.counts().await.unwrap().subscription_changes, 2);
+}
+
+async fn cancellations(s: &dyn Store) {
+    match s.cancel_subscription("s1", t0()).await {
+        Err(StoreError::NotFound {
+            kind: "subscription",
+            id,
+        }) => assert_eq!(id, "s1"),
+        other => panic!("expected an unknown subscription, got {other:?}"),
+    }
+    s.put_customer(&customer("c1")).await.unwrap();
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    let sub = subscription("s1", "c1", "pro");
+    s.put_subscription(&sub).await.unwrap();
+    assert!(matches!(
+        s.cancel_subscription("s1", t0() - 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.cancel_subscription("s1", t0() + 30 * DAY).await.unwrap(),
+        Updated
+    );
+    assert_eq!(
+        s.cancel_subscription("s1", t0() + 30 * DAY).await.unwrap(),
+        Unchanged
+    );
+    assert_eq!(
+        s.cancel_subscription("s1", t0() + 40 * DAY).await.unwrap(),
+        Updated
+    );
+    let stored = s
+        .get_subscription("s1")
+        .await
+        .unwrap()
+        .unwrap()
+        .subscription;
+    assert_eq!(stored.canceled_at, Some(t0() + 40 * DAY));
+    // Re-sending the original creation neither conflicts nor undoes the cancellation.
+    assert_eq!(s.put_subscription(&sub).await.unwrap(), Unchanged);
+    // Canceling at the very start is allowed.
+    assert_eq!(s.cancel_subscription("s1", t0()).await.unwrap(), Updated);
+}
+
+async fn invoices_upsert(s: &dyn Store) {
+    let open = invoice("in1", InvoiceStatus::Open, 4900, t0(), None);
+    match s.put_invoice(&open).await {
+        Err(StoreError::UnknownReference {
+            field: "customer_id",
+            kind: "customer",
+            id,
+        }) => assert_eq!(id, "c1"),
+        other => panic!("expected an unknown customer, got {other:?}"),
+    }
+    s.put_customer(&customer("c1")).await.unwrap();
+    assert_eq!(s.put_invoice(&open).await.unwrap(), Created);
+    assert_eq!(s.put_invoice(&open).await.unwrap(), Unchanged);
+    let paid = Invoice {
+        status: InvoiceStatus::Paid,
+        paid_at: Some(t0() + HOUR),
+        ..open.clone()
+    };
+    assert_eq!(s.put_invoice(&paid).await.unwrap(), Updated);
+    assert_eq!(s.get_invoice("in1").await.unwrap(), Some(paid));
+    assert_eq!(s.get_invoice("in2").await.unwrap(), None);
+}
+
+async fn costs_and_spend_upsert(s: &dyn Store) {
+    let nov = Month::new(2025, 11).unwrap();
+    let infra = CostRecord {
+        month: nov,
+        category: CostCategory::Infrastructure,
+        service: "llm".into(),
+        amount: 10_000,
+    };
+    let other = CostRecord {
+        month: nov,
+        category: CostCategory::Other,
+        service: String::new(),
+        amount: 5_000,
+    };
+    assert_eq!(
+        s.put_costs(&[infra.clone(), other.clone()]).await.unwrap(),
+        vec![Created, Created]
+    );
+    let infra2 = CostRecord {
+        amount: 12_000,
+        ..infra.clone()
+    };
+    assert_eq!(
+        s.put_costs(&[other.clone(), infra2.clone()]).await.unwrap(),
+        vec![Unchanged, Updated]
+    );
+    // Another service is another record.
+    let search = CostRecord {
+        service: "search".into(),
+        ..infra.clone()
+    };
+    assert_eq!(
+        s.put_costs(std::slice::from_ref(&search)).await.unwrap(),
+        vec![Created]
+    );
+    assert_eq!(s.put_costs(&[]).await.unwrap(), vec![]);
+
+    let ads = MarketingSpend {
+        month: nov,
+        channel: "ads".into(),
+        amount: 30_000,
+    };
+    let oct_ads = MarketingSpend {
+        month: nov.prev(),
+        ..ads.clone()
+    };
+    assert_eq!(
+        s.put_spend(&[ads.clone(), oct_ads.clone()]).await.unwrap(),
+        vec![Created, Created]
+    );
+    let more_ads = MarketingSpend {
+        amount: 35_000,
+        ..ads.clone()
+    };
+    assert_eq!(
+        s.put_spend(&[more_ads.clone(), oct_ads.clone()])
+            .await
+            .unwrap(),
+        vec![Updated, Unchanged]
+    );
+
+    let data = s.cost_data().await.unwrap();
+    // Ordered by month, category, service.
+    assert_eq!(data.costs, vec![infra2, search, other]);
+    assert_eq!(data.spend, vec![oct_ads, more_ads]);
+    let counts = s.counts().await.unwrap();
+    assert_eq!((counts.costs, counts.marketing_spend), (3, 2));
+}
+
+async fn services_upsert(s: &dyn Store) {
+    let svc = Service {
+        name: "llm".into(),
+        display_name: Some("LLM".into()),
+        unit_type: None,
+        health_url: None,
+    };
+    assert_eq!(s.put_service(&svc).await.unwrap(), Created);
+    assert_eq!(s.put_service(&svc).await.unwrap(), Unchanged);
+    let tokens = Service {
+        unit_type: Some("tokens".into()),
+        ..svc.clone()
+    };
+    assert_eq!(s.put_service(&tokens).await.unwrap(), Updated);
+    assert_eq!(s.get_service("llm").await.unwrap(), Some(tokens));
+    assert_eq!(s.get_service("search").await.unwrap(), None);
+}
+
+// ---- events ----------------------------------------------------------------------------
+
+async fn events_are_stored_once(s: &dyn Store) {
+    assert_eq!(s.insert_events(&[]).await.unwrap(), Vec::<bool>::new());
+    let a = usage("a", "llm", t0());
+    let b = Event {
+        quantity: 2_000_000,
+        ..usage("b", "llm", t0())
+    };
+    let a_again = Event {
+        quantity: 9_000_000,
+        ..a.clone()
+    };
+    assert_eq!(
+        s.insert_events(&[a.clone(), b.clone(), a_again])
+            .await
+            .unwrap(),
+        vec![true, true, false]
+    );
+    // Re-sent with another payload: the first one stays.
+    let b_again = Event {
+        quantity: 7_000_000,
+        ..b.clone()
+    };
+    let c = usage("c", "llm", t0());
+    assert_eq!(
+        s.insert_events(&[b_again, c.clone(), c.clone()])
+            .await
+            .unwrap(),
+        vec![false, true, false]
+    );
+    assert_eq!(
+        s.insert_events(&[a, b, c]).await.unwrap(),
+        vec![false, false, false]
+    );
+    assert_eq!(s.counts().await.unwrap().events, 3);
+    let total = s
+        .usage(&UsageQuery::new(
+            EventKind::Usage,
+            Span::new(t0(), t0() + 1),
+        ))
+        .await
+        .unwrap();
+    // a 1 + b 2 + c 1 units, as first sent.
+    assert_eq!((total[0].events, total[0].quantity), (3, 4_000_000));
+
+    // A batch larger than one SQLite statement holds, with duplicates spread across it.
+    let many: Vec<Event> = (0..5000)
+        .map(|i| usage(&format!("m{}", i % 4000), "bulk", t0() + i))
+        .collect();
+    let stored = s.insert_events(&many).await.unwrap();
+    assert_eq!(stored.iter().filter(|&&new| new).count(), 4000);
+    assert!(stored[..4000].iter().all(|&new| new) && stored[4000..].iter().all(|&new| !new));
+    assert_eq!(s.counts().await.unwrap().events, 4003);
+}
+
+async fn services_are_registered_by_events(s: &dyn Store) {
+    s.put_service(&Service {
+        name: "search".into(),
+        display_name: Some("Search".into()),
+        unit_type: None,
+        health_url: None,
+    })
+    .await
+    .unwrap();
+    let events = [
+        usage("e1", "llm", t0()),
+        usage("e2", "search", t0()),
+        gauge("g1", "cache", 1.0, t0()),
+    ];
+    s.insert_events(&events).await.unwrap();
+    assert_eq!(s.counts().await.unwrap().services, 2);
+    assert_eq!(
+        s.get_service("llm").await.unwrap(),
+        Some(Service {
+            name: "llm".into(),
+            display_name: None,
+            unit_type: None,
+            health_url: None
+        })
+    );
+    // A service described before its first event keeps its description.
+    assert_eq!(
+        s.get_service("search")
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name
+            .as_deref(),
+        Some("Search")
+    );
+    // Describing an auto-registered service updates it.
+    let described = Service {
+        name: "llm".into(),
+        display_name: Some("LLM".into()),
+        unit_type: None,
+        health_url: None,
+    };
+    assert_eq!(s.put_service(&described).await.unwrap(), Updated);
+}
+
+/// The events behind the usage tests. Span of interest: [t0, t0 + 2 days).
+fn usage_events() -> Vec<Event> {
+    let t = t0();
+    vec![
+        Event {
+            input_tokens: 1000,
+            output_tokens: 200,
+            cache_read_tokens: 100,
+            cost: 5_000_000,
+            cost_source: CostSource::Given,
+            latency_ms: Some(100.0),
+            status_code: Some(200),
+            cache_hit: Some(false),
+            ..llm("e1", "c1", "gpt-4o", "openai", t + HOUR)
+        },
+        Event {
+            input_tokens: 2000,
+            output_tokens: 300,
+            cache_read_tokens: 500,
+            cache_write_tokens: 50,
+            cost: 7_000_000,
+            cost_source: CostSource::Priced,
+            latency_ms: Some(300.0),
+            status_code: Some(500),
+            cache_hit: Some(true),
+            ..llm("e2", "c2", "gpt-4o", "openai", t + 2 * HOUR)
+        },
+        // The next day; a model without a price.
+        Event {
+            input_tokens: 400,
+            output_tokens: 100,
+            latency_ms: Some(50.5),
+            status_code: Some(200),
+            ..llm("e3", "c1", "claude", "anthropic", t + DAY + HOUR)
+        },
+        // No model: unpriced but not an unpriced LLM call.
+        Event {
+            customer_id: Some("c1".into()),
+            quantity: 3_000_000,
+            status_code: Some(404),
+            ..usage("e4", "search", t + 3 * HOUR)
+        },
+        health("h1", true, Some(20.0), t + 4 * HOUR),
+        health("h2", false, None, t + 5 * HOUR),
+        // Just outside the span on either side.
+        Event {
+            input_tokens: 999,
+            ..llm("x1", "c1", "gpt-4o", "openai", t - 1)
+        },
+        Event {
+            input_tokens: 999,
+            ..llm("x2", "c1", "gpt-4o", "openai", t + 2 * DAY)
+        },
+        gauge("g1", "cache_size", 1.0, t + HOUR),
+    ]
+}
+
+fn usage_query() -> UsageQuery {
+    UsageQuery::new(EventKind::Usage, Span::new(t0(), t0() + 2 * DAY))
+}
+
+async fn usage_aggregates(s: &dyn Store) {
+    s.insert_events(&usage_events()).await.unwrap();
+
+    // e1 + e2 + e3 + e4.
+    let all = s.usage(&usage_query()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![UsageRow {
+            events: 4,
+            quantity: 6_000_000,
+            input_tokens: 3400,
+            output_tokens: 600,
+            cache_read_tokens: 600,
+            cache_write_tokens: 50,
+            cost: 12_000_000,
+            unpriced: 1,
+            latency_sum: 450.5,
+            latency_count: 3,
+            status_count: 4,
+            error_count: 1,
+            up_count: 0,
+            ..UsageRow::default()
+        }]
+    );
+
+    let by_service = s
+        .usage(&usage_query().group(&[UsageDim::Service]))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_service,
+        vec![
+            UsageRow {
+                service: Some("llm".into()),
+                events: 3,
+                quantity: 3_000_000,
+                input_tokens: 3400,
+                output_tokens: 600,
+                cache_read_tokens: 600,
+                cache_write_tokens: 50,
+                cost: 12_000_000,
+                unpriced: 1,
+                latency_sum: 450.5,
+                latency_count: 3,
+                status_count: 3,
+                error_count: 1,
+                ..UsageRow::default()
+            },
+            UsageRow {
+                service: Some("search".into()),
+                events: 1,
+                quantity: 3_000_000,
+                status_count: 1,
+                ..UsageRow::default()
+            },
+        ]
+    );
+
+    let mut llm_only = usage_query().group(&[UsageDim::Model, UsageDim::Provider]);
+    llm_only.llm_only = true;
+    let by_model = s.usage(&llm_only).await.unwrap();
+    let summary: Vec<_> = by_model
+        .iter()
+        .map(|r| {
+            (
+                r.model.as_deref().unwrap(),
+                r.provider.as_deref().unwrap(),
+                r.events,
+                r.input_tokens,
+                r.cost,
+                r.unpriced,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("claude", "anthropic", 1, 400, 0, 1),
+            ("gpt-4o", "openai", 2, 3000, 12_000_000, 0)
+        ]
+    );
+    assert!(by_model
+        .iter()
+        .all(|r| r.service.is_none() && r.day.is_none() && r.customer_id.is_none()));
+
+    let by_day = s
+        .usage(&usage_query().group(&[UsageDim::Day]))
+        .await
+        .unwrap();
+    let summary: Vec<_> = by_day
+        .iter()
+        .map(|r| (r.day.unwrap(), r.events, r.quantity, r.cost))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (DAY0, 3, 5_000_000, 12_000_000),
+            (DAY0 + 1, 1, 1_000_000, 0)
+        ]
+    );
+    assert_eq!(
+        tally_core::time::date_of(DAY0 * DAY).to_string(),
+        "2025-11-20"
+    );
+
+    let by_service_day = s
+        .usage(&usage_query().group(&[UsageDim::Day, UsageDim::Service]))
+        .await
+        .unwrap();
+    let summary: Vec<_> = by_service_day
+        .iter()
+        .map(|r| (r.service.as_deref().unwrap(), r.day.unwrap(), r.events))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("llm", DAY0, 2), ("llm", DAY0 + 1, 1), ("search", DAY0, 1)]
+    );
+
+    let mut by_cache = usage_query().group(&[UsageDim::CacheHit]);
+    by_cache.llm_only = true;
+    let rows = s.usage(&by_cache).await.unwrap();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|r| (r.cache_hit, r.events, r.latency_sum))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Some(false), 1, 100.0),
+            (Some(true), 1, 300.0),
+            (None, 1, 50.5)
+        ]
+    );
+
+    let health = s
+        .usage(
+            &UsageQuery::new(EventKind::HealthCheck, usage_query().span)
+                .group(&[UsageDim::Service]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        vec![UsageRow {
+            service: Some("llm".into()),
+            events: 2,
+            quantity: 2_000_000,
+            latency_sum: 20.0,
+            latency_count: 1,
+            up_count: 1,
+            ..UsageRow::default()
+        }]
+    );
+}
+
+async fn usage_filters_and_empty_results(s: &dyn Store) {
+    s.insert_events(&usage_events()).await.unwrap();
+
+    let mut llm_customers = usage_query().group(&[UsageDim::Customer]);
+    llm_customers.service = Some("llm".into());
+    let rows = s.usage(&llm_customers).await.unwrap();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.customer_id.as_deref().unwrap(),
+                r.events,
+                r.input_tokens,
+                r.cost,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("c1", 2, 1400, 5_000_000), ("c2", 1, 2000, 7_000_000)]
+    );
+
+    let mut c1 = usage_query();
+    c1.customer = Some("c1".into());
+    let rows = s.usage(&c1).await.unwrap();
+    // e1, e3, e4.
+    assert_eq!(
+        (rows.len(), rows[0].events, rows[0].quantity),
+        (1, 3, 5_000_000)
+    );
+
+    let mut c1_search = c1.clone();
+    c1_search.service = Some("search".into());
+    assert_eq!(s.usage(&c1_search).await.unwrap()[0].events, 1);
+
+    // Nothing matches: one row of zeros when ungrouped, no rows when grouped.
+    let later = UsageQuery::new(
+        EventKind::Usage,
+        Span::new(t0() + 10 * DAY, t0() + 11 * DAY),
+    );
+    assert_eq!(s.usage(&later).await.unwrap(), vec![UsageRow::default()]);
+    assert_eq!(
+        s.usage(&later.clone().group(&[UsageDim::Service]))
+            .await
+            .unwrap(),
+        vec![]
+    );
+    let mut unknown = usage_query();
+    unknown.service = Some("nope".into());
+    assert_eq!(s.usage(&unknown).await.unwrap(), vec![UsageRow::default()]);
+}
+
+async fn latest_gauge(s: &dyn Store) {
+    let t = t0();
+    s.insert_events(&[
+        gauge("g1", "cache_size", 1024.0, t + HOUR),
+        gauge("g2", "cache_size", 2048.0, t + 3 * HOUR),
+        gauge("g3", "other", 5.0, t + 2 * HOUR),
+        // Same time: the larger id wins, whatever the order of arrival.
+        gauge("g5", "tie", 2.0, t + 6 * HOUR),
+        gauge("g4", "tie", 1.0, t + 6 * HOUR),
+        // Not a gauge, despite its name.
+        Event {
+            gauge_name: Some("cache_size".into()),
+            ..usage("u1", "llm", t + 4 * HOUR)
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.latest_gauge("cache_size", t).await.unwrap(), None);
+    assert_eq!(
+        s.latest_gauge("cache_size", t + HOUR).await.unwrap(),
+        Some(1024.0)
+    );
+    assert_eq!(
+        s.latest_gauge("cache_size", t + 3 * HOUR - 1)
+            .await
+            .unwrap(),
+        Some(1024.0)
+    );
+    assert_eq!(
+        s.latest_gauge("cache_size", t + 3 * HOUR).await.unwrap(),
+        Some(2048.0)
+    );
+    assert_eq!(
+        s.latest_gauge("cache_size", t + 10 * DAY).await.unwrap(),
+        Some(2048.0)
+    );
+    assert_eq!(
+        s.latest_gauge("other", t + 10 * DAY).await.unwrap(),
+        Some(5.0)
+    );
+    assert_eq!(
+        s.latest_gauge("tie", t + 10 * DAY).await.unwrap(),
+        Some(2.0)
+    );
+    assert_eq!(s.latest_gauge("missing", t + 10 * DAY).await.unwrap(), None);
+}
+
+async fn invoice_stats_by_paid_and_issued_time(s: &dyn Store) {
+    use InvoiceStatus::*;
+    let t = t0();
+    s.put_customer(&customer("c1")).await.unwrap();
+    for inv in [
+        // Issued before the span, paid in it: revenue only.
+        invoice("i1", Paid, 1000, t - 10 * DAY, Some(t + HOUR)),
+        invoice("i2", Paid, 2500, t + HOUR, Some(t + 2 * HOUR)),
+        invoice("i3", Failed, 700, t + 2 * HOUR, None),
+        // Open with a paid_at: not revenue.
+        invoice("i4", Open, 300, t + 3 * HOUR, Some(t + 5 * HOUR)),
+        // Issued at the span's end: outside.
+        invoice("i5", Void, 100, t + DAY, None),
+        // Paid at the span's end: issued in it, not revenue of it.
+        invoice("i6", Paid, 4000, t + 4 * HOUR, Some(t + DAY)),
+    ] {
+        s.put_invoice(&inv).await.unwrap();
+    }
+    let day = Span::new(t, t + DAY);
+    assert_eq!(
+        s.invoice_stats(day, day).await.unwrap(),
+        InvoiceStats {
+            paid_revenue: 3500,
+            issued: 4,
+            issued_paid: 2,
+            issued_failed: 1,
+            issued_open: 1,
+            issued_void: 0
+        }
+    );
+    // The two spans are independent.
+    let next_day = Span::new(t + DAY, t + 2 * DAY);
+    assert_eq!(
+        s.invoice_stats(next_day, day).await.unwrap(),
+        InvoiceStats {
+            paid_revenue: 4000,
+            issued: 4,
+            issued_paid: 2,
+            issued_failed: 1,
+            issued_open: 1,
+            issued_void: 0
+        }
+    );
+    assert_eq!(
+        s.invoice_stats(day, next_day).await.unwrap(),
+        InvoiceStats {
+            paid_revenue: 3500,
+            issued: 1,
+            issued_void: 1,
+            ..InvoiceStats::default()
+        }
+    );
+    let empty = Span::new(t + 100 * DAY, t + 101 * DAY);
+    assert_eq!(
+        s.invoice_stats(empty, empty).await.unwrap(),
+        InvoiceStats::default()
+    );
+}
+
+// ---- lists -----------------------------------------------------------------------------
+
+async fn pagination(s: &dyn Store) {
+    for i in 1..=7 {
+        s.put_customer(&customer(&format!("cus_{i}")))
+            .await
+            .unwrap();
+    }
+    let ids = |p: &Page<Customer>| p.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    let p1 = s.list_customers(&page(3, None)).await.unwrap();
+    assert_eq!(ids(&p1), ["cus_1", "cus_2", "cus_3"]);
+    assert_eq!(
+        p1.next_cursor.as_deref(),
+        Some(encode_cursor("cus_3").as_str())
+    );
+    let p2 = s
+        .list_customers(&page(3, p1.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(ids(&p2), ["cus_4", "cus_5", "cus_6"]);
+    let p3 = s
+        .list_customers(&page(3, p2.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(ids(&p3), ["cus_7"]);
+    assert_eq!(p3.next_cursor, None);
+    // Limit 0 is the default of 100; limits are clamped to 1000.
+    assert_eq!(
+        s.list_customers(&page(0, None)).await.unwrap().items.len(),
+        7
+    );
+    assert_eq!(
+        s.list_customers(&page(5000, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7
+    );
+    assert!(matches!(
+        s.list_customers(&page(3, Some("zz"))).await,
+        Err(StoreError::BadCursor)
+    ));
+    assert!(matches!(
+        s.list_customers(&page(3, Some("abc"))).await,
+        Err(StoreError::BadCursor)
+    ));
+
+    // Byte order, whatever the database's collation: 'A' < 'B' < '_' < 'b'.
+    for id in ["ab", "a_b", "Ab", "aB"] {
+        s.put_plan(&plan(id, "pro", 100)).await.unwrap();
+    }
+    let p1 = s.list_plans(&page(2, None)).await.unwrap();
+    assert_eq!(
+        p1.items.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["Ab", "aB"]
+    );
+    let p2 = s
+        .list_plans(&page(2, p1.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.items.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["a_b", "ab"]
+    );
+    // A full last page has no next page.
+    assert_eq!(p2.next_cursor, None);
+
+    s.put_invoice(&invoice("in2", InvoiceStatus::Open, 1, t0(), None))
+        .await
+        .unwrap_err();
+    s.put_customer(&customer("c1")).await.unwrap();
+    for id in ["in2", "in1"] {
+        s.put_invoice(&invoice(id, InvoiceStatus::Open, 1, t0(), None))
+            .await
+            .unwrap();
+    }
+    let invoices = s.list_invoices(&page(1, None)).await.unwrap();
+    assert_eq!(
+        (
+            invoices.items[0].id.as_str(),
+            invoices.next_cursor.is_some()
+        ),
+        ("in1", true)
+    );
+    let invoices = s
+        .list_invoices(&page(1, invoices.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            invoices.items[0].id.as_str(),
+            invoices.next_cursor.is_some()
+        ),
+        ("in2", false)
+    );
+
+    s.insert_events(&[usage("e1", "zeta", t0()), usage("e2", "alpha", t0())])
+        .await
+        .unwrap();
+    let services = s.list_services(&page(10, None)).await.unwrap();
+    assert_eq!(
+        services
+            .items
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha", "zeta"]
+    );
+    let after_alpha = s
+        .list_services(&page(10, Some(&encode_cursor("alpha"))))
+        .await
+        .unwrap();
+    assert_eq!(after_alpha.items.len(), 1);
+}
+
+async fn subscriptions_pages_carry_their_changes(s: &dyn Store) {
+    s.put_customer(&customer("c1")).await.unwrap();
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    for id in ["s1", "s2", "s3"] {
+        s.put_subscription(&subscription(id, "c1", "pro"))
+            .await
+            .unwrap();
+    }
+    let change = |sub: &str, days: i64, quantity: i64| SubscriptionChange {
+        subscription_id: sub.into(),
+        effective_at: t0() + days * DAY,
+        plan_id: None,
+        quantity: Some(quantity),
+        discount_percent: None,
+    };
+    for c in [
+        change("s3", 2, 4),
+        change("s1", 5, 2),
+        change("s3", 1, 3),
+        change("s2", 1, 9),
+    ] {
+        s.put_change(&c).await.unwrap();
+    }
+    let p1 = s.list_subscriptions(&page(2, None)).await.unwrap();
+    assert_eq!(p1.items.len(), 2);
+    assert_eq!(p1.items[0].changes, vec![change("s1", 5, 2)]);
+    assert_eq!(p1.items[1].changes, vec![change("s2", 1, 9)]);
+    let p2 = s
+        .list_subscriptions(&page(2, p1.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(p2.items.len(), 1);
+    assert_eq!(p2.items[0].subscription.id, "s3");
+    assert_eq!(
+        p2.items[0].changes,
+        vec![change("s3", 1, 3), change("s3", 2, 4)]
+    );
+    assert_eq!(p2.next_cursor, None);
+}
+
+async fn billing_and_cost_data(s: &dyn Store) {
+    let empty = s.billing_data().await.unwrap();
+    assert!(empty.plans.is_empty() && empty.customers.is_empty() && empty.subscriptions.is_empty());
+    s.put_customer(&customer("c2")).await.unwrap();
+    s.put_customer(&customer("c1")).await.unwrap();
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    let s1 = subscription("s1", "c1", "pro");
+    let s2 = Subscription {
+        trial_ends_at: Some(t0() + 14 * DAY),
+        ..subscription("s2", "c2", "pro")
+    };
+    s.put_subscription(&s1).await.unwrap();
+    s.put_subscription(&s2).await.unwrap();
+    s.cancel_subscription("s1", t0() + 3 * DAY).await.unwrap();
+    let change = SubscriptionChange {
+        subscription_id: "s2".into(),
+        effective_at: t0() + DAY,
+        plan_id: Some("pro".into()),
+        quantity: None,
+        discount_percent: Some(dec("33.333")),
+    };
+    s.put_change(&change).await.unwrap();
+
+    let data = s.billing_data().await.unwrap();
+    assert_eq!(data.plans, vec![plan("pro", "pro", 4900)]);
+    assert_eq!(data.customers, vec![customer("c1"), customer("c2")]);
+    assert_eq!(
+        data.subscriptions,
+        vec![
+            Subscription {
+                canceled_at: Some(t0() + 3 * DAY),
+                ..s1
+            },
+            s2
+        ]
+    );
+    assert_eq!(data.changes, vec![change]);
+    assert_eq!(
+        s.counts().await.unwrap(),
+        Counts {
+            plans: 1,
+            customers: 2,
+            subscriptions: 2,
+            subscription_changes: 1,
+            ..Counts::default()
+        }
+    );
+}
+
+// ---- access ----------------------------------------------------------------------------
+
+async fn api_keys(s: &dyn Store) {
+    let admin = ApiKey {
+        id: "key_admin".into(),
+        name: "ops".into(),
+        role: Role::Admin,
+        secret_hash: "aa".repeat(32),
+        created_at: t0(),
+        revoked_at: None,
+    };
+    let ingest = ApiKey {
+        id: "key_ingest".into(),
+        role: Role::Ingest,
+        secret_hash: "bb".repeat(32),
+        ..admin.clone()
+    };
+    s.put_api_key(&admin).await.unwrap();
+    s.put_api_key(&ingest).await.unwrap();
+    // The same key again is fine; another key reusing an id or a secret is not.
+    s.put_api_key(&admin).await.unwrap();
+    let same_id = ApiKey {
+        secret_hash: "cc".repeat(32),
+        ..admin.clone()
+    };
+    assert!(matches!(
+        s.put_api_key(&same_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let same_secret = ApiKey {
+        id: "key_other".into(),
+        ..admin.clone()
+    };
+    assert!(matches!(
+        s.put_api_key(&same_secret).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert_eq!(
+        s.find_api_key(&"bb".repeat(32)).await.unwrap(),
+        Some(ingest.clone())
+    );
+    assert_eq!(s.find_api_key(&"cc".repeat(32)).await.unwrap(), None);
+    assert_eq!(
+        s.list_api_keys().await.unwrap(),
+        vec![admin.clone(), ingest.clone()]
+    );
+
+    s.revoke_api_key("key_ingest", t0() + DAY).await.unwrap();
+    // Revoking again keeps the first time.
+    s.revoke_api_key("key_ingest", t0() + 2 * DAY)
+        .await
+        .unwrap();
+    let revoked = s.find_api_key(&"bb".repeat(32)).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t0() + DAY));
+    match s.revoke_api_key("key_nope", t0()).await {
+        Err(StoreError::NotFound { id, .. }) => assert_eq!(id, "key_nope"),
+        other => panic!("expected an unknown key, got {other:?}"),
+    }
+}
+
+async fn alert_rules(s: &dyn Store) {
+    let rule = |metric: &str, direction: Direction, warning: &str, critical: &str| AlertRule {
+        metric: metric.into(),
+        direction,
+        critical: dec(critical),
+        warning: dec(warning),
+        info: None,
+        enabled: true,
+    };
+    use Direction::{Above, Below};
+    // The defaults of metrics.md, in metric order.
+    assert_eq!(
+        s.list_alert_rules().await.unwrap(),
+        vec![
+            rule("churn_rate", Above, "4", "5"),
+            rule("error_rate", Above, "1", "5"),
+            rule("gross_margin", Below, "60", "40"),
+            rule("mrr_growth", Below, "0", "-5"),
+            rule("payment_success_rate", Below, "97", "90"),
+            rule("uptime", Below, "99.9", "99"),
+        ]
+    );
+    let latency = AlertRule {
+        info: Some(dec("250.50")),
+        ..rule("latency_ms", Above, "500", "1000")
+    };
+    assert_eq!(s.put_alert_rule(&latency).await.unwrap(), Created);
+    assert_eq!(s.put_alert_rule(&latency).await.unwrap(), Unchanged);
+    let disabled = AlertRule {
+        enabled: false,
+        ..latency.clone()
+    };
+    assert_eq!(s.put_alert_rule(&disabled).await.unwrap(), Updated);
+    let stricter_churn = rule("churn_rate", Above, "3", "4.5");
+    assert_eq!(s.put_alert_rule(&stricter_churn).await.unwrap(), Updated);
+
+    let rules = s.list_alert_rules().await.unwrap();
+    assert_eq!(rules.len(), 7);
+    assert_eq!(rules[0], stricter_churn);
+    let stored = rules.iter().find(|r| r.metric == "latency_ms").unwrap();
+    assert_eq!(stored, &disabled);
+    assert_eq!(stored.info.unwrap().to_string(), "250.5");
+
+    s.delete_alert_rule("uptime").await.unwrap();
+    assert!(matches!(
+        s.delete_alert_rule("uptime").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(s.list_alert_rules().await.unwrap().len(), 6);
+}
+
+async fn audit_log(s: &dyn Store) {
+    let entry = |i: u16| AuditEntry {
+        id: 0,
+        at: t0() + i64::from(i),
+        key_id: (i % 2 == 0).then(|| format!("key_{i}")),
+        method: "PUT".into(),
+        route: "/api/v1/plans/{id}".into(),
+        status: 200 + i,
+        client: Some("127.0.0.1".into()),
+    };
+    assert!(s
+        .list_audit(&page(10, None))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    for i in 1..=5 {
+        s.append_audit(&entry(i)).await.unwrap();
+    }
+    let p1 = s.list_audit(&page(2, None)).await.unwrap();
+    assert_eq!(
+        p1.items.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [205, 204]
+    );
+    assert!(p1.items[0].id > p1.items[1].id);
+    assert_eq!(
+        p1.items[1],
+        AuditEntry {
+            id: p1.items[1].id,
+            ..entry(4)
+        }
+    );
+    let p2 = s
+        .list_audit(&page(2, p1.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.items.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [203, 202]
+    );
+    let p3 = s
+        .list_audit(&page(2, p2.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    assert_eq!(p3.items.iter().map(|e| e.status).collect::<Vec<_>>(), [201]);
+    assert_eq!((p3.next_cursor, p3.items[0].key_id.clone()), (None, None));
+    assert!(matches!(
+        s.list_audit(&page(2, Some(&encode_cursor("x")))).await,
+        Err(StoreError::BadCursor)
+    ));
+}
+
+// ---- opening ---------------------------------------------------------------------------
+
+async fn data_survives_reopening(url: &str) {
+    let store = open_migrated(url).await;
+    store.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    store
+        .insert_events(&[usage("e1", "llm", t0()), usage("e2", "llm", t0())])
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = open_migrated(url).await;
+    assert_eq!(
+        store.get_plan("pro").await.unwrap(),
+        Some(plan("pro", "pro", 4900))
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.plans, counts.events, counts.services), (1, 2, 1));
+    assert_eq!(
+        store
+            .insert_events(&[usage("e2", "llm", t0())])
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(store.list_alert_rules().await.unwrap().len(), 6);
+}
+
+async fn concurrent_migrations(url: &str) {
+    let stores = [
+        tally_store::open(url).await.unwrap(),
+        tally_store::open(url).await.unwrap(),
+        tally_store::open(url).await.unwrap(),
+    ];
+    let results = futures_join_all(stores.iter().map(|s| s.migrate())).await;
+    for r in results {
+        r.unwrap();
+    }
+    // The seed ran once.
+    assert_eq!(stores[0].list_alert_rules().await.unwrap().len(), 6);
+    assert_eq!(
+        stores[2].put_plan(&plan("pro", "pro", 1)).await.unwrap(),
+        Created
+    );
+    assert_eq!(
+        stores[1].put_plan(&plan("pro", "pro", 1)).await.unwrap(),
+        Unchanged
+    );
+}
+
+/// Runs futures concurrently on this task (no `futures` dependency needed).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in set.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+// ---- SQLite only -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_urls_and_paths_open_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a").join("b").join("tally.db");
+    let store = tally_store::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    store.migrate().await.unwrap();
+    store.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    drop(store);
+    for url in [
+        format!("sqlite://{}", path.display()),
+        format!("sqlite:{}", path.display()),
+    ] {
+        let store = tally_store::open(&url).await.unwrap();
+        assert_eq!(
+            store.get_plan("pro").await.unwrap().map(|p| p.amount),
+            Some(4900),
+            "{url}"
+        );
+    }
+    assert!(matches!(
+        tally_store::open("sqlite::memory:").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+    assert!(matches!(
+        tally_store::open("mysql://localhost/x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
