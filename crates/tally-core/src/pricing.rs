@@ -28,8 +28,10 @@ pub struct ModelPrice {
 }
 
 /// (model, provider, input, output, cache read, cache write), USD per million tokens.
+type BuiltinPrice = (&'static str, &'static str, &'static str, &'static str, Option<&'static str>, Option<&'static str>);
+
 #[rustfmt::skip]
-const BUILTIN: &[(&str, &str, &str, &str, Option<&str>, Option<&str>)] = &[
+const BUILTIN: &[BuiltinPrice] = &[
     ("gpt-4o", "openai", "2.50", "10.00", Some("1.25"), None),
     ("gpt-4o-mini", "openai", "0.15", "0.60", Some("0.075"), None),
     ("gpt-4.1", "openai", "2.00", "8.00", Some("0.50"), None),

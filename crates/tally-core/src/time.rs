@@ -133,6 +133,9 @@ impl Month {
         self.add(-1)
     }
 
+    /// `n` months later (earlier when negative). A named method rather than `+`, which
+    /// would suggest adding a duration.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, n: i32) -> Month {
         let idx = self.index() + n;
         Month::from_index(idx)
