@@ -138,3 +138,47 @@ pub(crate) async fn registry(state: &AppState) -> ApiResult<BTreeMap<String, Ser
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::time::parse_instant;
+
+    fn t(s: &str) -> Micros {
+        parse_instant("t", s).unwrap()
+    }
+
+    #[test]
+    fn undefined_ratios_are_none() {
+        assert_eq!(percent(1, 0), None);
+        assert_eq!(percent(2, 3).map(r2), Some(Decimal::new(6667, 2)));
+    }
+
+    #[test]
+    fn daily_rows_cover_every_touched_date() {
+        // Through 10:00 on the 20th, from midnight of the 18th: the 18th, 19th and 20th.
+        let span = Span::through(t("2025-11-18T00:00:00Z"), t("2025-11-20T10:00:00Z"));
+        let days: Vec<String> = days_of(span).map(day_label).collect();
+        assert_eq!(days, ["2025-11-18", "2025-11-19", "2025-11-20"]);
+        // A span ending exactly at midnight does not touch the next date.
+        let span = Span::new(t("2025-10-01T00:00:00Z"), t("2025-11-01T00:00:00Z"));
+        assert_eq!(days_of(span).count(), 31);
+    }
+
+    #[test]
+    fn mean_latency_needs_a_latency() {
+        let row = UsageRow {
+            latency_sum: 90.0,
+            latency_count: 2,
+            ..Default::default()
+        };
+        assert_eq!(mean_latency(&row), Some(Decimal::from(45)));
+        assert_eq!(mean_latency(&UsageRow::default()), None);
+    }
+
+    #[test]
+    fn credits_are_exact() {
+        assert_eq!(credits(2_800_000), Decimal::new(28, 1));
+        assert_eq!(credits(1), Decimal::new(1, 6));
+    }
+}
