@@ -61,7 +61,10 @@ pub fn parse_decimal_text(v: &str) -> Option<Decimal> {
     if t.contains(['e', 'E']) {
         return Decimal::from_scientific(t).ok();
     }
-    if !t.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-' || c == '+') {
+    if !t
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.' || c == '-' || c == '+')
+    {
         return None;
     }
     Decimal::from_str(t).ok()
@@ -120,7 +123,10 @@ mod tests {
         assert_eq!(parse(r#"{"v": 0.1}"#).unwrap().v.to_string(), "0.1");
         assert_eq!(parse(r#"{"v": 49.00}"#).unwrap().v.to_string(), "49.00");
         assert_eq!(
-            parse(r#"{"v": 12345678901234567.89}"#).unwrap().v.to_string(),
+            parse(r#"{"v": 12345678901234567.89}"#)
+                .unwrap()
+                .v
+                .to_string(),
             "12345678901234567.89"
         );
         assert_eq!(parse(r#"{"v": 1e-3}"#).unwrap().v.to_string(), "0.001");
@@ -131,7 +137,14 @@ mod tests {
         let a = parse(r#"{"v": "49.99", "o": null}"#).unwrap();
         assert_eq!(a.v.to_string(), "49.99");
         assert_eq!(a.o, None);
-        assert_eq!(parse(r#"{"v": 1, "o": "2.5"}"#).unwrap().o.unwrap().to_string(), "2.5");
+        assert_eq!(
+            parse(r#"{"v": 1, "o": "2.5"}"#)
+                .unwrap()
+                .o
+                .unwrap()
+                .to_string(),
+            "2.5"
+        );
         assert!(parse(r#"{"v": "4 9"}"#).is_err());
         assert!(parse(r#"{"v": "abc"}"#).is_err());
         assert!(parse(r#"{"v": true}"#).is_err());

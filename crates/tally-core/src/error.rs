@@ -12,7 +12,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -68,7 +71,9 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Inpu
 
 /// Like [`parse_json`] for a value that was already parsed into a `serde_json::Value`
 /// (one line of NDJSON or one element of a batch): every failure is a field error.
-pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, InputError> {
+pub fn from_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, InputError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
         let path = err.path().to_string();
         let msg = tidy_serde_message(&err.into_inner().to_string());
@@ -79,10 +84,9 @@ pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> R
 fn classify_json_error(path: String, err: serde_json::Error) -> InputError {
     use serde_json::error::Category;
     match err.classify() {
-        Category::Syntax | Category::Eof | Category::Io => InputError::Malformed(format!(
-            "the body is not valid JSON ({})",
-            err
-        )),
+        Category::Syntax | Category::Eof | Category::Io => {
+            InputError::Malformed(format!("the body is not valid JSON ({})", err))
+        }
         Category::Data => {
             let field = if path == "." { String::new() } else { path };
             InputError::field(field, tidy_serde_message(&err.to_string()))
@@ -111,16 +115,28 @@ mod tests {
 
     #[test]
     fn syntax_error_is_malformed() {
-        assert!(matches!(parse_json::<T>(b"{\"a\": 1,"), Err(InputError::Malformed(_))));
-        assert!(matches!(parse_json::<T>(b"{\"a\": 1} x"), Err(InputError::Malformed(_))));
+        assert!(matches!(
+            parse_json::<T>(b"{\"a\": 1,"),
+            Err(InputError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_json::<T>(b"{\"a\": 1} x"),
+            Err(InputError::Malformed(_))
+        ));
     }
 
     #[test]
     fn type_error_names_the_field() {
         let err = parse_json::<T>(br#"{"a": "x"}"#).unwrap_err();
-        let InputError::Invalid(errs) = err else { panic!("{err:?}") };
+        let InputError::Invalid(errs) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(errs[0].field, "a");
-        assert!(errs[0].message.contains("expected i64"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("expected i64"),
+            "{}",
+            errs[0].message
+        );
         assert!(!errs[0].message.contains("line 1"));
     }
 

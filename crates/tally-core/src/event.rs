@@ -133,10 +133,16 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, "must not be empty"));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(FieldError::new(field, format!("must be at most {MAX_ID_LEN} bytes")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_ID_LEN} bytes"),
+        ));
     }
     if id.chars().any(|c| c.is_control()) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -145,11 +151,15 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), FieldError> {
 pub fn validate_service_name(field: &str, name: &str) -> Result<(), FieldError> {
     validate_id(field, name)?;
     if name.len() > 100
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
         return Err(FieldError::new(
             field,
-            format!("`{name}` is not a service name; use at most 100 letters, digits, '_', '-' or '.'"),
+            format!(
+                "`{name}` is not a service name; use at most 100 letters, digits, '_', '-' or '.'"
+            ),
         ));
     }
     Ok(())
@@ -158,14 +168,20 @@ pub fn validate_service_name(field: &str, name: &str) -> Result<(), FieldError> 
 fn non_negative(field: &str, v: Option<i64>) -> Result<i64, FieldError> {
     match v {
         None => Ok(0),
-        Some(n) if n < 0 => Err(FieldError::new(field, format!("must be a whole number ≥ 0 (got {n})"))),
+        Some(n) if n < 0 => Err(FieldError::new(
+            field,
+            format!("must be a whole number ≥ 0 (got {n})"),
+        )),
         Some(n) => Ok(n),
     }
 }
 
 fn short_text(field: &str, v: Option<String>) -> Result<Option<String>, FieldError> {
     match v {
-        Some(s) if s.len() > MAX_ID_LEN => Err(FieldError::new(field, format!("must be at most {MAX_ID_LEN} bytes"))),
+        Some(s) if s.len() > MAX_ID_LEN => Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_ID_LEN} bytes"),
+        )),
         Some(s) if s.is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -179,12 +195,23 @@ impl EventInput {
         let kind = match self.kind.as_deref() {
             None => EventKind::Usage,
             Some(k) => EventKind::parse(k).ok_or_else(|| {
-                FieldError::new("type", format!("`{k}` is not an event type; accepted: {}", EventKind::ACCEPTED))
+                FieldError::new(
+                    "type",
+                    format!(
+                        "`{k}` is not an event type; accepted: {}",
+                        EventKind::ACCEPTED
+                    ),
+                )
             })?,
         };
         let service = match (kind, self.service) {
             (EventKind::Gauge, s) => s,
-            (_, None) => return Err(FieldError::new("service", "is required for usage and health_check events")),
+            (_, None) => {
+                return Err(FieldError::new(
+                    "service",
+                    "is required for usage and health_check events",
+                ))
+            }
             (_, Some(s)) => Some(s),
         };
         if let Some(s) = &service {
@@ -209,20 +236,35 @@ impl EventInput {
         }
         if let Some(l) = self.latency_ms {
             if !l.is_finite() || l < 0.0 {
-                return Err(FieldError::new("latency_ms", format!("must be a number ≥ 0 (got {l})")));
+                return Err(FieldError::new(
+                    "latency_ms",
+                    format!("must be a number ≥ 0 (got {l})"),
+                ));
             }
         }
         let status_code = match self.status_code {
             None => None,
             Some(c) if (100..=599).contains(&c) => Some(c as i32),
-            Some(c) => return Err(FieldError::new("status_code", format!("must be an HTTP status 100..599 (got {c})"))),
+            Some(c) => {
+                return Err(FieldError::new(
+                    "status_code",
+                    format!("must be an HTTP status 100..599 (got {c})"),
+                ))
+            }
         };
         let model = short_text("model", self.model)?;
         let provider = short_text("provider", self.provider)?;
         let (cost, cost_source) = match self.cost_credits {
             Some(c) => (money::to_micros("cost_credits", c)?, CostSource::Given),
             None => match model.as_deref().and_then(|m| {
-                prices.price_micros(m, provider.as_deref(), input_tokens, cache_read_tokens, cache_write_tokens, output_tokens)
+                prices.price_micros(
+                    m,
+                    provider.as_deref(),
+                    input_tokens,
+                    cache_read_tokens,
+                    cache_write_tokens,
+                    output_tokens,
+                )
             }) {
                 Some(c) => (c, CostSource::Priced),
                 None => (0, CostSource::Unpriced),
@@ -231,13 +273,19 @@ impl EventInput {
         let (up, gauge_name, gauge_value) = match kind {
             EventKind::Usage => (None, None, None),
             EventKind::HealthCheck => {
-                let up = self.up.ok_or_else(|| FieldError::new("up", "is required for health_check events (true or false)"))?;
+                let up = self.up.ok_or_else(|| {
+                    FieldError::new("up", "is required for health_check events (true or false)")
+                })?;
                 (Some(up), None, None)
             }
             EventKind::Gauge => {
-                let name = self.name.ok_or_else(|| FieldError::new("name", "is required for gauge events"))?;
+                let name = self
+                    .name
+                    .ok_or_else(|| FieldError::new("name", "is required for gauge events"))?;
                 validate_id("name", &name)?;
-                let value = self.value.ok_or_else(|| FieldError::new("value", "is required for gauge events"))?;
+                let value = self
+                    .value
+                    .ok_or_else(|| FieldError::new("value", "is required for gauge events"))?;
                 if !value.is_finite() {
                     return Err(FieldError::new("value", "must be a finite number"));
                 }
@@ -299,16 +347,43 @@ mod tests {
     fn rejections_name_the_field() {
         let cases = [
             (r#"{"id":"e","time":"x","service":"s"}"#, "time"),
-            (r#"{"id":"","time":"2025-11-20T10:00:00Z","service":"s"}"#, "id"),
+            (
+                r#"{"id":"","time":"2025-11-20T10:00:00Z","service":"s"}"#,
+                "id",
+            ),
             (r#"{"id":"e","time":"2025-11-20T10:00:00Z"}"#, "service"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","input_tokens":-1}"#, "input_tokens"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","quantity":-1}"#, "quantity"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","type":"click"}"#, "type"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","type":"health_check"}"#, "up"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","type":"gauge","name":"g"}"#, "value"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"a b"}"#, "service"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","status_code":99}"#, "status_code"),
-            (r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","input_tokens":5,"cache_read_tokens":6}"#, "cache_read_tokens"),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","input_tokens":-1}"#,
+                "input_tokens",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","quantity":-1}"#,
+                "quantity",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","type":"click"}"#,
+                "type",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","type":"health_check"}"#,
+                "up",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","type":"gauge","name":"g"}"#,
+                "value",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"a b"}"#,
+                "service",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","status_code":99}"#,
+                "status_code",
+            ),
+            (
+                r#"{"id":"e","time":"2025-11-20T10:00:00Z","service":"s","input_tokens":5,"cache_read_tokens":6}"#,
+                "cache_read_tokens",
+            ),
         ];
         for (json, field) in cases {
             assert_eq!(ev(json).unwrap_err().field, field, "{json}");

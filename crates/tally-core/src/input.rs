@@ -21,15 +21,28 @@ pub struct CurrencyPolicy {
 
 impl Default for CurrencyPolicy {
     fn default() -> Self {
-        CurrencyPolicy { reporting: Currency::usd(), rates: HashMap::new() }
+        CurrencyPolicy {
+            reporting: Currency::usd(),
+            rates: HashMap::new(),
+        }
     }
 }
 
 impl CurrencyPolicy {
     /// Validates `amount` in `code` and converts it to reporting-currency minor units.
-    pub fn to_reporting(&self, amount: Decimal, code: &str, allow_negative: bool) -> Result<i64, FieldError> {
+    pub fn to_reporting(
+        &self,
+        amount: Decimal,
+        code: &str,
+        allow_negative: bool,
+    ) -> Result<i64, FieldError> {
         let currency = Currency::lookup(code).ok_or_else(|| {
-            FieldError::new("currency", format!("`{code}` is not an ISO 4217 currency code tally knows, such as USD or EUR"))
+            FieldError::new(
+                "currency",
+                format!(
+                    "`{code}` is not an ISO 4217 currency code tally knows, such as USD or EUR"
+                ),
+            )
         })?;
         // The amount must fit its own currency's minor unit first.
         currency.to_minor("amount", amount, allow_negative)?;
@@ -57,7 +70,10 @@ impl CurrencyPolicy {
 
 fn opt_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
     match v {
-        Some(s) if s.chars().count() > max => Err(FieldError::new(field, format!("must be at most {max} characters"))),
+        Some(s) if s.chars().count() > max => Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        )),
         Some(s) if s.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -72,16 +88,20 @@ fn label(field: &str, v: &str) -> Result<(), FieldError> {
 
 fn discount(field: &str, d: Option<Decimal>) -> Result<Option<Decimal>, FieldError> {
     match d {
-        Some(d) if d < Decimal::ZERO || d > Decimal::from(100) => {
-            Err(FieldError::new(field, format!("must be a percentage from 0 to 100 (got {d})")))
-        }
+        Some(d) if d < Decimal::ZERO || d > Decimal::from(100) => Err(FieldError::new(
+            field,
+            format!("must be a percentage from 0 to 100 (got {d})"),
+        )),
         other => Ok(other.map(|d| d.normalize())),
     }
 }
 
 fn quantity(field: &str, q: Option<i64>) -> Result<Option<i64>, FieldError> {
     match q {
-        Some(q) if q < 1 => Err(FieldError::new(field, format!("must be a whole number ≥ 1 (got {q})"))),
+        Some(q) if q < 1 => Err(FieldError::new(
+            field,
+            format!("must be a whole number ≥ 1 (got {q})"),
+        )),
         other => Ok(other),
     }
 }
@@ -102,13 +122,30 @@ impl PlanInput {
         label("name", &self.name)?;
         label("tier", &self.tier)?;
         if self.tier == "trial" || self.tier == "none" {
-            return Err(FieldError::new("tier", "`trial` and `none` are reserved tier names"));
+            return Err(FieldError::new(
+                "tier",
+                "`trial` and `none` are reserved tier names",
+            ));
         }
         let interval = Interval::parse(&self.interval).ok_or_else(|| {
-            FieldError::new("interval", format!("`{}` is not an interval; accepted: {}", self.interval, Interval::ACCEPTED))
+            FieldError::new(
+                "interval",
+                format!(
+                    "`{}` is not an interval; accepted: {}",
+                    self.interval,
+                    Interval::ACCEPTED
+                ),
+            )
         })?;
         let amount = money.to_reporting(self.amount, &self.currency, false)?;
-        Ok(Plan { id: id.to_string(), name: self.name, tier: self.tier, interval, amount, currency: self.currency.to_ascii_uppercase() })
+        Ok(Plan {
+            id: id.to_string(),
+            name: self.name,
+            tier: self.tier,
+            interval,
+            amount,
+            currency: self.currency.to_ascii_uppercase(),
+        })
     }
 }
 
@@ -127,11 +164,20 @@ impl CustomerInput {
         let email = opt_text("email", self.email, 320)?;
         if let Some(e) = &email {
             if !e.contains('@') {
-                return Err(FieldError::new("email", format!("`{e}` is not an email address")));
+                return Err(FieldError::new(
+                    "email",
+                    format!("`{e}` is not an email address"),
+                ));
             }
         }
         let channel = opt_text("channel", self.channel, 100)?;
-        Ok(Customer { id: id.to_string(), name: opt_text("name", self.name, 200)?, email, created_at, channel })
+        Ok(Customer {
+            id: id.to_string(),
+            name: opt_text("name", self.name, 200)?,
+            email,
+            created_at,
+            channel,
+        })
     }
 }
 
@@ -152,10 +198,17 @@ impl SubscriptionInput {
         validate_id("customer_id", &self.customer_id)?;
         validate_id("plan_id", &self.plan_id)?;
         let started_at = parse_instant("started_at", &self.started_at)?;
-        let trial_ends_at = self.trial_ends_at.as_deref().map(|t| parse_instant("trial_ends_at", t)).transpose()?;
+        let trial_ends_at = self
+            .trial_ends_at
+            .as_deref()
+            .map(|t| parse_instant("trial_ends_at", t))
+            .transpose()?;
         if let Some(t) = trial_ends_at {
             if t < started_at {
-                return Err(FieldError::new("trial_ends_at", "must not be before started_at"));
+                return Err(FieldError::new(
+                    "trial_ends_at",
+                    "must not be before started_at",
+                ));
             }
         }
         Ok(Subscription {
@@ -163,7 +216,8 @@ impl SubscriptionInput {
             customer_id: self.customer_id,
             plan_id: self.plan_id,
             quantity: quantity("quantity", self.quantity)?.unwrap_or(1),
-            discount_percent: discount("discount_percent", self.discount_percent)?.unwrap_or(Decimal::ZERO),
+            discount_percent: discount("discount_percent", self.discount_percent)?
+                .unwrap_or(Decimal::ZERO),
             started_at,
             trial_ends_at,
             canceled_at: None,
@@ -193,8 +247,14 @@ impl ChangeInput {
             quantity: quantity("quantity", self.quantity)?,
             discount_percent: discount("discount_percent", self.discount_percent)?,
         };
-        if change.plan_id.is_none() && change.quantity.is_none() && change.discount_percent.is_none() {
-            return Err(FieldError::new("plan_id", "a change needs at least one of plan_id, quantity, discount_percent"));
+        if change.plan_id.is_none()
+            && change.quantity.is_none()
+            && change.discount_percent.is_none()
+        {
+            return Err(FieldError::new(
+                "plan_id",
+                "a change needs at least one of plan_id, quantity, discount_percent",
+            ));
         }
         Ok(change)
     }
@@ -227,15 +287,37 @@ impl InvoiceInput {
         validate_id("id", id)?;
         validate_id("customer_id", &self.customer_id)?;
         let status = InvoiceStatus::parse(&self.status).ok_or_else(|| {
-            FieldError::new("status", format!("`{}` is not an invoice status; accepted: {}", self.status, InvoiceStatus::ACCEPTED))
+            FieldError::new(
+                "status",
+                format!(
+                    "`{}` is not an invoice status; accepted: {}",
+                    self.status,
+                    InvoiceStatus::ACCEPTED
+                ),
+            )
         })?;
         let amount = money.to_reporting(self.amount, &self.currency, false)?;
         let issued_at = parse_instant("issued_at", &self.issued_at)?;
-        let paid_at = self.paid_at.as_deref().map(|t| parse_instant("paid_at", t)).transpose()?;
+        let paid_at = self
+            .paid_at
+            .as_deref()
+            .map(|t| parse_instant("paid_at", t))
+            .transpose()?;
         if status == InvoiceStatus::Paid && paid_at.is_none() {
-            return Err(FieldError::new("paid_at", "is required when status is paid"));
+            return Err(FieldError::new(
+                "paid_at",
+                "is required when status is paid",
+            ));
         }
-        Ok(Invoice { id: id.to_string(), customer_id: self.customer_id, amount, currency: self.currency.to_ascii_uppercase(), status, issued_at, paid_at })
+        Ok(Invoice {
+            id: id.to_string(),
+            customer_id: self.customer_id,
+            amount,
+            currency: self.currency.to_ascii_uppercase(),
+            status,
+            issued_at,
+            paid_at,
+        })
     }
 }
 
@@ -252,14 +334,26 @@ impl CostInput {
     pub fn validate(self, money: &CurrencyPolicy) -> Result<CostRecord, FieldError> {
         let month = Month::parse("month", &self.month)?;
         let category = CostCategory::parse(&self.category).ok_or_else(|| {
-            FieldError::new("category", format!("`{}` is not a cost category; accepted: {}", self.category, CostCategory::ACCEPTED))
+            FieldError::new(
+                "category",
+                format!(
+                    "`{}` is not a cost category; accepted: {}",
+                    self.category,
+                    CostCategory::ACCEPTED
+                ),
+            )
         })?;
         let service = self.service.unwrap_or_default();
         if !service.is_empty() {
             validate_service_name("service", &service)?;
         }
         let amount = money.reporting_amount("amount", self.amount)?;
-        Ok(CostRecord { month, category, service, amount })
+        Ok(CostRecord {
+            month,
+            category,
+            service,
+            amount,
+        })
     }
 }
 
@@ -276,7 +370,11 @@ impl SpendInput {
         let month = Month::parse("month", &self.month)?;
         label("channel", &self.channel)?;
         let amount = money.reporting_amount("amount", self.amount)?;
-        Ok(MarketingSpend { month, channel: self.channel, amount })
+        Ok(MarketingSpend {
+            month,
+            channel: self.channel,
+            amount,
+        })
     }
 }
 
@@ -293,7 +391,10 @@ impl ServiceInput {
         let health_url = opt_text("health_url", self.health_url, 2000)?;
         if let Some(u) = &health_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(FieldError::new("health_url", "must be an http:// or https:// URL"));
+                return Err(FieldError::new(
+                    "health_url",
+                    "must be an http:// or https:// URL",
+                ));
             }
         }
         Ok(Service {
@@ -322,28 +423,60 @@ mod tests {
     #[test]
     fn other_currency_needs_a_rate() {
         let mut policy = CurrencyPolicy::default();
-        let e = policy.to_reporting(Decimal::from(10), "EUR", false).unwrap_err();
+        let e = policy
+            .to_reporting(Decimal::from(10), "EUR", false)
+            .unwrap_err();
         assert_eq!(e.field, "currency");
-        assert_eq!(policy.to_reporting(Decimal::from(10), "ZZZ", false).unwrap_err().field, "currency");
-        policy.rates.insert("EUR".into(), Decimal::from_str("1.085").unwrap());
+        assert_eq!(
+            policy
+                .to_reporting(Decimal::from(10), "ZZZ", false)
+                .unwrap_err()
+                .field,
+            "currency"
+        );
+        policy
+            .rates
+            .insert("EUR".into(), Decimal::from_str("1.085").unwrap());
         // 10.01 EUR × 1.085 = 10.86085 → $10.86
-        assert_eq!(policy.to_reporting(Decimal::from_str("10.01").unwrap(), "EUR", false).unwrap(), 1086);
+        assert_eq!(
+            policy
+                .to_reporting(Decimal::from_str("10.01").unwrap(), "EUR", false)
+                .unwrap(),
+            1086
+        );
         // JPY has no minor unit: 1.5 JPY is too precise for yen itself.
-        policy.rates.insert("JPY".into(), Decimal::from_str("0.0067").unwrap());
-        assert_eq!(policy.to_reporting(Decimal::from_str("1.5").unwrap(), "JPY", false).unwrap_err().field, "amount");
+        policy
+            .rates
+            .insert("JPY".into(), Decimal::from_str("0.0067").unwrap());
+        assert_eq!(
+            policy
+                .to_reporting(Decimal::from_str("1.5").unwrap(), "JPY", false)
+                .unwrap_err()
+                .field,
+            "amount"
+        );
     }
 
     #[test]
     fn paid_invoice_needs_paid_at() {
         let i: InvoiceInput = serde_json::from_str(r#"{"customer_id":"c","amount":10,"currency":"USD","status":"paid","issued_at":"2025-01-01T00:00:00Z"}"#).unwrap();
-        assert_eq!(i.validate("i1", &CurrencyPolicy::default()).unwrap_err().field, "paid_at");
+        assert_eq!(
+            i.validate("i1", &CurrencyPolicy::default())
+                .unwrap_err()
+                .field,
+            "paid_at"
+        );
     }
 
     #[test]
     fn empty_change_is_rejected() {
-        let c: ChangeInput = serde_json::from_str(r#"{"effective_at":"2025-01-01T00:00:00Z"}"#).unwrap();
+        let c: ChangeInput =
+            serde_json::from_str(r#"{"effective_at":"2025-01-01T00:00:00Z"}"#).unwrap();
         assert!(c.validate("s").is_err());
-        let c: ChangeInput = serde_json::from_str(r#"{"effective_at":"2025-01-01T00:00:00Z","discount_percent":101}"#).unwrap();
+        let c: ChangeInput = serde_json::from_str(
+            r#"{"effective_at":"2025-01-01T00:00:00Z","discount_percent":101}"#,
+        )
+        .unwrap();
         assert_eq!(c.validate("s").unwrap_err().field, "discount_percent");
     }
 }

@@ -6,11 +6,41 @@ use rust_decimal::Decimal;
 
 /// ISO 4217 codes tally knows, with their number of decimal places.
 const CURRENCIES: &[(&str, u32)] = &[
-    ("AED", 2), ("AUD", 2), ("BRL", 2), ("CAD", 2), ("CHF", 2), ("CLP", 0), ("CNY", 2),
-    ("CZK", 2), ("DKK", 2), ("EUR", 2), ("GBP", 2), ("HKD", 2), ("HUF", 2), ("IDR", 2),
-    ("ILS", 2), ("INR", 2), ("ISK", 0), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("MXN", 2),
-    ("NOK", 2), ("NZD", 2), ("PHP", 2), ("PLN", 2), ("SAR", 2), ("SEK", 2), ("SGD", 2),
-    ("THB", 2), ("TRY", 2), ("TWD", 2), ("UAH", 2), ("USD", 2), ("VND", 0), ("ZAR", 2),
+    ("AED", 2),
+    ("AUD", 2),
+    ("BRL", 2),
+    ("CAD", 2),
+    ("CHF", 2),
+    ("CLP", 0),
+    ("CNY", 2),
+    ("CZK", 2),
+    ("DKK", 2),
+    ("EUR", 2),
+    ("GBP", 2),
+    ("HKD", 2),
+    ("HUF", 2),
+    ("IDR", 2),
+    ("ILS", 2),
+    ("INR", 2),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("MXN", 2),
+    ("NOK", 2),
+    ("NZD", 2),
+    ("PHP", 2),
+    ("PLN", 2),
+    ("SAR", 2),
+    ("SEK", 2),
+    ("SGD", 2),
+    ("THB", 2),
+    ("TRY", 2),
+    ("TWD", 2),
+    ("UAH", 2),
+    ("USD", 2),
+    ("VND", 0),
+    ("ZAR", 2),
 ];
 
 /// A known currency and the number of decimals of its minor unit.
@@ -29,14 +59,25 @@ impl Currency {
     }
 
     pub fn usd() -> Currency {
-        Currency { code: "USD", exponent: 2 }
+        Currency {
+            code: "USD",
+            exponent: 2,
+        }
     }
 
     /// `amount` in minor units, or an error naming `field` when it has more decimals than
     /// the currency, is negative where that is not allowed, or is too large to store.
-    pub fn to_minor(&self, field: &str, amount: Decimal, allow_negative: bool) -> Result<i64, FieldError> {
+    pub fn to_minor(
+        &self,
+        field: &str,
+        amount: Decimal,
+        allow_negative: bool,
+    ) -> Result<i64, FieldError> {
         if !allow_negative && amount.is_sign_negative() && !amount.is_zero() {
-            return Err(FieldError::new(field, format!("must not be negative (got {amount})")));
+            return Err(FieldError::new(
+                field,
+                format!("must not be negative (got {amount})"),
+            ));
         }
         let scaled = amount * Decimal::from(10i64.pow(self.exponent));
         if scaled.fract() != Decimal::ZERO {
@@ -48,7 +89,8 @@ impl Currency {
                 ),
             ));
         }
-        i64::try_from(scaled.trunc()).map_err(|_| FieldError::new(field, format!("{amount} is too large")))
+        i64::try_from(scaled.trunc())
+            .map_err(|_| FieldError::new(field, format!("{amount} is too large")))
     }
 
     /// Minor units back to a decimal amount, e.g. 4900 → 49.00 for USD.
@@ -67,11 +109,17 @@ pub const MICROS: i64 = 1_000_000;
 /// A non-negative decimal with at most 6 places as integer micros (credits, units).
 pub fn to_micros(field: &str, v: Decimal) -> Result<i64, FieldError> {
     if v.is_sign_negative() && !v.is_zero() {
-        return Err(FieldError::new(field, format!("must not be negative (got {v})")));
+        return Err(FieldError::new(
+            field,
+            format!("must not be negative (got {v})"),
+        ));
     }
     let scaled = v * Decimal::from(MICROS);
     if scaled.fract() != Decimal::ZERO {
-        return Err(FieldError::new(field, format!("{v} has more than 6 decimal places")));
+        return Err(FieldError::new(
+            field,
+            format!("{v} has more than 6 decimal places"),
+        ));
     }
     i64::try_from(scaled.trunc()).map_err(|_| FieldError::new(field, format!("{v} is too large")))
 }
@@ -104,7 +152,12 @@ mod tests {
         let usd = Currency::usd();
         let e = usd.to_minor("amount", d("49.001"), false).unwrap_err();
         assert_eq!(e.field, "amount");
-        assert!(e.message.contains("more decimal places than USD allows (2)"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("more decimal places than USD allows (2)"),
+            "{}",
+            e.message
+        );
         assert!(usd.to_minor("amount", d("-1"), false).is_err());
         assert_eq!(usd.to_minor("amount", d("-1"), true).unwrap(), -100);
         assert!(Currency::lookup("XYZ").is_none());

@@ -28,7 +28,14 @@ pub struct ModelPrice {
 }
 
 /// (model, provider, input, output, cache read, cache write), USD per million tokens.
-type BuiltinPrice = (&'static str, &'static str, &'static str, &'static str, Option<&'static str>, Option<&'static str>);
+type BuiltinPrice = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
 
 #[rustfmt::skip]
 const BUILTIN: &[BuiltinPrice] = &[
@@ -65,7 +72,10 @@ pub struct PriceTable {
 impl PriceTable {
     /// No prices at all: every LLM call without a cost is unpriced.
     pub fn empty() -> Self {
-        PriceTable { prices: HashMap::new(), credits_per_unit: Decimal::from(1000) }
+        PriceTable {
+            prices: HashMap::new(),
+            credits_per_unit: Decimal::from(1000),
+        }
     }
 
     /// The built-in table, with `credits_per_unit` credits to one unit of currency.
@@ -87,7 +97,10 @@ impl PriceTable {
                 )
             })
             .collect();
-        PriceTable { prices, credits_per_unit }
+        PriceTable {
+            prices,
+            credits_per_unit,
+        }
     }
 
     pub fn credits_per_unit(&self) -> Decimal {
@@ -114,7 +127,9 @@ impl PriceTable {
     pub fn load_litellm(&mut self, json: &str, replace: bool) -> Result<usize, String> {
         let doc: serde_json::Value =
             serde_json::from_str(json).map_err(|e| format!("price file is not valid JSON: {e}"))?;
-        let obj = doc.as_object().ok_or("price file must be a JSON object keyed by model name")?;
+        let obj = doc
+            .as_object()
+            .ok_or("price file must be a JSON object keyed by model name")?;
         let num = |v: Option<&serde_json::Value>| -> Option<Decimal> {
             let v = v?;
             match v {
@@ -128,15 +143,19 @@ impl PriceTable {
             if model == "sample_spec" {
                 continue;
             }
-            let (Some(input), Some(output)) =
-                (num(spec.get("input_cost_per_token")), num(spec.get("output_cost_per_token")))
-            else {
+            let (Some(input), Some(output)) = (
+                num(spec.get("input_cost_per_token")),
+                num(spec.get("output_cost_per_token")),
+            ) else {
                 continue;
             };
             loaded.insert(
                 model.clone(),
                 ModelPrice {
-                    provider: spec.get("litellm_provider").and_then(|p| p.as_str()).map(str::to_string),
+                    provider: spec
+                        .get("litellm_provider")
+                        .and_then(|p| p.as_str())
+                        .map(str::to_string),
                     input,
                     output,
                     cache_read: num(spec.get("cache_read_input_token_cost")),
@@ -161,7 +180,10 @@ impl PriceTable {
         }
         self.prices.get(model).or_else(|| {
             // Dated snapshots ("claude-3-5-sonnet-20241022") fall back to their family.
-            let base = model.rsplit_once('-').filter(|(_, d)| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))?.0;
+            let base = model
+                .rsplit_once('-')
+                .filter(|(_, d)| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))?
+                .0;
             self.prices.get(base)
         })
     }
@@ -198,7 +220,10 @@ mod tests {
         // 1,000 × $2.50/M + 200 × $1.25/M + 300 × $10/M = $0.0025 + $0.00025 + $0.003
         // = $0.00575 = 5.75 credits at 1,000 credits per dollar.
         let t = PriceTable::builtin(Decimal::from(1000));
-        assert_eq!(t.price_micros("gpt-4o", Some("openai"), 1200, 200, 0, 300), Some(5_750_000));
+        assert_eq!(
+            t.price_micros("gpt-4o", Some("openai"), 1200, 200, 0, 300),
+            Some(5_750_000)
+        );
         assert_eq!(t.price_micros("no-such-model", None, 1, 0, 0, 1), None);
         // Dated snapshots use the family price.
         assert_eq!(
@@ -217,7 +242,10 @@ mod tests {
         assert_eq!(t.load_litellm(json, false).unwrap(), 1);
         assert_eq!(t.len(), before + 1);
         // 1,000 × $1/M + 500 × $2/M = $0.002 = 2 credits.
-        assert_eq!(t.price_micros("my-model", None, 1000, 0, 0, 500), Some(2_000_000));
+        assert_eq!(
+            t.price_micros("my-model", None, 1000, 0, 0, 500),
+            Some(2_000_000)
+        );
         t.load_litellm(json, true).unwrap();
         assert_eq!(t.len(), 1);
         assert!(t.load_litellm("[1]", true).is_err());

@@ -39,7 +39,10 @@ pub fn parse_instant(field: &str, s: &str) -> Result<Micros, FieldError> {
     })?;
     let m = t.with_timezone(&Utc).timestamp_micros();
     if !(MIN_MICROS..=MAX_MICROS).contains(&m) {
-        return Err(FieldError::new(field, format!("`{s}` is outside 1970-01-01 to 9999-12-31")));
+        return Err(FieldError::new(
+            field,
+            format!("`{s}` is outside 1970-01-01 to 9999-12-31"),
+        ));
     }
     Ok(m)
 }
@@ -48,19 +51,24 @@ pub fn parse_instant(field: &str, s: &str) -> Result<Micros, FieldError> {
 /// microsecond of that UTC day.
 pub fn parse_as_of(s: &str) -> Result<Micros, FieldError> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let next = d.succ_opt().ok_or_else(|| FieldError::new("as_of", "date out of range"))?;
+        let next = d
+            .succ_opt()
+            .ok_or_else(|| FieldError::new("as_of", "date out of range"))?;
         return Ok(day_start(next) - 1);
     }
     parse_instant("as_of", s).map_err(|_| {
         FieldError::new(
             "as_of",
-            format!("`{s}` is neither an RFC 3339 time (2025-11-20T10:00:00Z) nor a date (2025-11-20)"),
+            format!(
+                "`{s}` is neither an RFC 3339 time (2025-11-20T10:00:00Z) nor a date (2025-11-20)"
+            ),
         )
     })
 }
 
 pub fn day_start(d: NaiveDate) -> Micros {
-    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists")).timestamp_micros()
+    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .timestamp_micros()
 }
 
 /// The UTC date of an instant.
@@ -88,12 +96,20 @@ impl Month {
 
     pub fn of(m: Micros) -> Month {
         let d = date_of(m);
-        Month { year: d.year(), month: d.month() }
+        Month {
+            year: d.year(),
+            month: d.month(),
+        }
     }
 
     /// Parses `YYYY-MM`.
     pub fn parse(field: &str, s: &str) -> Result<Month, FieldError> {
-        let bad = || FieldError::new(field, format!("`{s}` is not a month; expected YYYY-MM, e.g. 2025-11"));
+        let bad = || {
+            FieldError::new(
+                field,
+                format!("`{s}` is not a month; expected YYYY-MM, e.g. 2025-11"),
+            )
+        };
         let (y, m) = s.split_once('-').ok_or_else(bad)?;
         if y.len() != 4 || m.len() != 2 {
             return Err(bad());
@@ -147,7 +163,10 @@ impl Month {
     }
 
     pub fn from_index(idx: i32) -> Month {
-        Month { year: idx.div_euclid(12), month: (idx.rem_euclid(12) + 1) as u32 }
+        Month {
+            year: idx.div_euclid(12),
+            month: (idx.rem_euclid(12) + 1) as u32,
+        }
     }
 
     pub fn days(self) -> i64 {
@@ -214,8 +233,14 @@ mod tests {
     #[test]
     fn previous_month_point_is_clamped() {
         let t = parse_instant("t", "2025-03-31T12:00:00Z").unwrap();
-        assert_eq!(format_micros(same_point_previous_month(t)), "2025-02-28T23:59:59.999999Z");
+        assert_eq!(
+            format_micros(same_point_previous_month(t)),
+            "2025-02-28T23:59:59.999999Z"
+        );
         let t = parse_instant("t", "2025-03-15T12:00:00Z").unwrap();
-        assert_eq!(format_micros(same_point_previous_month(t)), "2025-02-15T12:00:00Z");
+        assert_eq!(
+            format_micros(same_point_previous_month(t)),
+            "2025-02-15T12:00:00Z"
+        );
     }
 }

@@ -88,32 +88,53 @@ pub fn generate_key(name: &str, role: Role, now: tally_core::time::Micros) -> (A
 }
 
 fn presented_secret(headers: &axum::http::HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, rest) = v.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Looks the presented secret up; `Unauthorized` when missing, unknown or revoked.
-pub async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Caller, ApiError> {
     let secret = presented_secret(headers).ok_or_else(|| {
-        ApiError::Unauthorized("missing API key; send `Authorization: Bearer <key>` or `X-API-Key: <key>`".into())
+        ApiError::Unauthorized(
+            "missing API key; send `Authorization: Bearer <key>` or `X-API-Key: <key>`".into(),
+        )
     })?;
     let hash = hash_secret(secret);
     let key = state.store.find_api_key(&hash).await?;
     // The lookup is by hash, so its timing says nothing about the secret; the compare
     // below stays constant-time anyway in case a store ever matches loosely.
     match key {
-        Some(k) if bool::from(k.secret_hash.as_bytes().ct_eq(hash.as_bytes())) && k.revoked_at.is_none() => {
-            Ok(Caller { key_id: k.id, role: k.role })
+        Some(k)
+            if bool::from(k.secret_hash.as_bytes().ct_eq(hash.as_bytes()))
+                && k.revoked_at.is_none() =>
+        {
+            Ok(Caller {
+                key_id: k.id,
+                role: k.role,
+            })
         }
         _ => Err(ApiError::Unauthorized("unknown or revoked API key".into())),
     }
 }
 
 /// Middleware: enforces [`required_access`] on every request.
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let access = required_access(req.method(), req.uri().path());
     if access == Access::Public {
         return Ok(next.run(req).await);
@@ -142,12 +163,30 @@ mod tests {
     #[test]
     fn access_by_method_and_path() {
         assert_eq!(required_access(&Method::GET, "/healthz"), Access::Public);
-        assert_eq!(required_access(&Method::GET, "/api/v1/analytics/revenue/mrr"), Access::Read);
-        assert_eq!(required_access(&Method::PUT, "/api/v1/plans/p1"), Access::Write);
-        assert_eq!(required_access(&Method::POST, "/api/v1/events"), Access::Write);
-        assert_eq!(required_access(&Method::PUT, "/api/v1/alert-rules/churn_rate"), Access::Admin);
-        assert_eq!(required_access(&Method::GET, "/api/v1/alert-rules"), Access::Read);
-        assert_eq!(required_access(&Method::GET, "/api/v1/admin/audit"), Access::Admin);
+        assert_eq!(
+            required_access(&Method::GET, "/api/v1/analytics/revenue/mrr"),
+            Access::Read
+        );
+        assert_eq!(
+            required_access(&Method::PUT, "/api/v1/plans/p1"),
+            Access::Write
+        );
+        assert_eq!(
+            required_access(&Method::POST, "/api/v1/events"),
+            Access::Write
+        );
+        assert_eq!(
+            required_access(&Method::PUT, "/api/v1/alert-rules/churn_rate"),
+            Access::Admin
+        );
+        assert_eq!(
+            required_access(&Method::GET, "/api/v1/alert-rules"),
+            Access::Read
+        );
+        assert_eq!(
+            required_access(&Method::GET, "/api/v1/admin/audit"),
+            Access::Admin
+        );
     }
 
     #[test]

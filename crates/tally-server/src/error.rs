@@ -26,7 +26,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// A value is invalid; `details` lists each field and what it accepts.
     #[error("{message}")]
-    Invalid { message: String, details: serde_json::Value },
+    Invalid {
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("rate limited; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
@@ -99,15 +102,27 @@ impl IntoResponse for ApiError {
         let (message, details) = match &self {
             ApiError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
-                ("internal error; the server logged the cause".to_string(), serde_json::Value::Null)
+                (
+                    "internal error; the server logged the cause".to_string(),
+                    serde_json::Value::Null,
+                )
             }
             ApiError::Invalid { message, details } => (message.clone(), details.clone()),
             other => (other.to_string(), serde_json::Value::Null),
         };
-        let body = ErrorBody { error: ErrorDetail { code: self.code(), message, details } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message,
+                details,
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
         if let ApiError::RateLimited { retry_after_secs } = self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
         }
         resp
     }
@@ -115,7 +130,10 @@ impl IntoResponse for ApiError {
 
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
-        ApiError::Invalid { message: e.to_string(), details: serde_json::json!({ "fields": [e] }) }
+        ApiError::Invalid {
+            message: e.to_string(),
+            details: serde_json::json!({ "fields": [e] }),
+        }
     }
 }
 
@@ -125,7 +143,10 @@ impl From<InputError> for ApiError {
             InputError::Malformed(m) => ApiError::BadRequest(m),
             InputError::Invalid(fields) => {
                 let message = InputError::Invalid(fields.clone()).to_string();
-                ApiError::Invalid { message, details: serde_json::json!({ "fields": fields }) }
+                ApiError::Invalid {
+                    message,
+                    details: serde_json::json!({ "fields": fields }),
+                }
             }
         }
     }
@@ -138,10 +159,16 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::UnknownReference { field, .. } => {
                 let msg = e.to_string();
-                let detail = msg.strip_prefix(&format!("{field}: ")).unwrap_or(&msg).to_string();
+                let detail = msg
+                    .strip_prefix(&format!("{field}: "))
+                    .unwrap_or(&msg)
+                    .to_string();
                 FieldError::new(field, detail).into()
             }
-            StoreError::BadCursor => ApiError::invalid("cursor", "is not a cursor this API returned; start again without one"),
+            StoreError::BadCursor => ApiError::invalid(
+                "cursor",
+                "is not a cursor this API returned; start again without one",
+            ),
             other => ApiError::Internal(other.into()),
         }
     }

@@ -16,16 +16,33 @@ pub enum BodyType {
 
 /// Reads the `Content-Type`; anything but JSON (or NDJSON where `allow_ndjson`) is a 415.
 pub fn body_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<BodyType, ApiError> {
-    let accepted = if allow_ndjson { "application/json or application/x-ndjson" } else { "application/json" };
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType(format!("missing Content-Type; send {accepted}")));
+    let accepted = if allow_ndjson {
+        "application/json or application/x-ndjson"
+    } else {
+        "application/json"
     };
-    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "missing Content-Type; send {accepted}"
+        )));
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(BodyType::Json),
         m if m.starts_with("application/") && m.ends_with("+json") => Ok(BodyType::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" if allow_ndjson => Ok(BodyType::Ndjson),
-        _ => Err(ApiError::UnsupportedMediaType(format!("Content-Type `{mime}` is not accepted here; send {accepted}"))),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" if allow_ndjson => {
+            Ok(BodyType::Ndjson)
+        }
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type `{mime}` is not accepted here; send {accepted}"
+        ))),
     }
 }
 
@@ -35,7 +52,10 @@ pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("the request body is larger than this server accepts".into())
         } else {
-            ApiError::BadRequest(format!("could not read the request body: {}", rej.body_text()))
+            ApiError::BadRequest(format!(
+                "could not read the request body: {}",
+                rej.body_text()
+            ))
         }
     })
 }
@@ -63,9 +83,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let field = e.path().to_string();
-            ApiError::invalid(if field == "." { "query".to_string() } else { field }, e.into_inner().to_string())
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                ApiError::invalid(
+                    if field == "." {
+                        "query".to_string()
+                    } else {
+                        field
+                    },
+                    e.into_inner().to_string(),
+                )
+            })
     }
 }

@@ -45,10 +45,18 @@ struct SecurityAddon;
 
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
     }
 }
 
@@ -60,7 +68,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(billing::list_plans))
         .routes(routes!(billing::put_plan, billing::get_plan))
         .routes(routes!(billing::list_subscriptions))
-        .routes(routes!(billing::put_subscription, billing::get_subscription))
+        .routes(routes!(
+            billing::put_subscription,
+            billing::get_subscription
+        ))
         .routes(routes!(billing::post_change))
         .routes(routes!(billing::cancel_subscription))
         .routes(routes!(customers::list_customers))
@@ -83,7 +94,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The OpenAPI document rendered once.
 pub fn openapi_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| openapi().to_pretty_json().expect("the OpenAPI document serializes"))
+    JSON.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes")
+    })
 }
 
 /// The whole application: routes, auth on every route, limits, CORS and tracing.
@@ -94,17 +109,33 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(meta::openapi_json))
         .route("/docs", get(meta::docs_page))
         .fallback(|| async { ApiError::NotFound("no such route; see /docs".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::NotFound("this route does not take that method; see /docs".into()) })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
+        .method_not_allowed_fallback(|| async {
+            ApiError::NotFound("this route does not take that method; see /docs".into())
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, cfg.request_timeout));
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            cfg.request_timeout,
+        ));
     if !cfg.cors_origins.is_empty() {
-        let origins: Vec<HeaderValue> = cfg.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        let origins: Vec<HeaderValue> = cfg
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
         router = router.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
-                .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE, "x-api-key".parse().expect("header name")]),
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                    "x-api-key".parse().expect("header name"),
+                ]),
         );
     }
     router.layer(TraceLayer::new_for_http()).with_state(state)
@@ -112,7 +143,13 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then drains requests in
 /// flight.
-pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -59,8 +59,20 @@ pub struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig, prices: PriceTable, money: CurrencyPolicy, clock: Clock) -> AppState {
-        AppState(Arc::new(Inner { store, config, prices, money, clock }))
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ServerConfig,
+        prices: PriceTable,
+        money: CurrencyPolicy,
+        clock: Clock,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            config,
+            prices,
+            money,
+            clock,
+        }))
     }
 }
 

@@ -23,7 +23,14 @@ pub struct PlanView {
 
 impl PlanView {
     pub fn new(p: Plan, c: Currency) -> Self {
-        PlanView { id: p.id, name: p.name, tier: p.tier, interval: p.interval.as_str(), amount: c.from_minor(p.amount), currency: c.code }
+        PlanView {
+            id: p.id,
+            name: p.name,
+            tier: p.tier,
+            interval: p.interval.as_str(),
+            amount: c.from_minor(p.amount),
+            currency: c.code,
+        }
     }
 }
 
@@ -38,7 +45,13 @@ pub struct CustomerView {
 
 impl From<Customer> for CustomerView {
     fn from(c: Customer) -> Self {
-        CustomerView { id: c.id, name: c.name, email: c.email, created_at: format_micros(c.created_at), channel: c.channel }
+        CustomerView {
+            id: c.id,
+            name: c.name,
+            email: c.email,
+            created_at: format_micros(c.created_at),
+            channel: c.channel,
+        }
     }
 }
 
@@ -52,7 +65,12 @@ pub struct ChangeView {
 
 impl From<SubscriptionChange> for ChangeView {
     fn from(c: SubscriptionChange) -> Self {
-        ChangeView { effective_at: format_micros(c.effective_at), plan_id: c.plan_id, quantity: c.quantity, discount_percent: c.discount_percent }
+        ChangeView {
+            effective_at: format_micros(c.effective_at),
+            plan_id: c.plan_id,
+            quantity: c.quantity,
+            discount_percent: c.discount_percent,
+        }
     }
 }
 
@@ -124,7 +142,12 @@ pub struct ServiceView {
 
 impl From<Service> for ServiceView {
     fn from(s: Service) -> Self {
-        ServiceView { name: s.name, display_name: s.display_name, unit_type: s.unit_type, health_url: s.health_url }
+        ServiceView {
+            name: s.name,
+            display_name: s.display_name,
+            unit_type: s.unit_type,
+            health_url: s.health_url,
+        }
     }
 }
 
@@ -138,7 +161,10 @@ pub struct ListPage<T> {
 
 impl<T> ListPage<T> {
     pub fn map<S>(page: Page<S>, f: impl FnMut(S) -> T) -> Self {
-        ListPage { items: page.items.into_iter().map(f).collect(), next_cursor: page.next_cursor }
+        ListPage {
+            items: page.items.into_iter().map(f).collect(),
+            next_cursor: page.next_cursor,
+        }
     }
 }
 
@@ -154,9 +180,15 @@ impl ListParams {
     pub fn page(self) -> Result<tally_store::PageRequest, crate::error::ApiError> {
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(crate::error::ApiError::invalid("limit", format!("must be 1 to 1000 (got {limit})")));
+            return Err(crate::error::ApiError::invalid(
+                "limit",
+                format!("must be 1 to 1000 (got {limit})"),
+            ));
         }
-        Ok(tally_store::PageRequest { limit, cursor: self.cursor })
+        Ok(tally_store::PageRequest {
+            limit,
+            cursor: self.cursor,
+        })
     }
 }
 

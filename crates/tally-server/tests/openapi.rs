@@ -48,13 +48,27 @@ const WRITES: [&str; 13] = [
 fn every_path_of_the_spec_is_described() {
     let doc = openapi();
     for path in ANALYTICS.iter().chain(WRITES.iter()) {
-        assert!(doc.paths.paths.contains_key(*path), "{path} is missing from /openapi.json");
+        assert!(
+            doc.paths.paths.contains_key(*path),
+            "{path} is missing from /openapi.json"
+        );
     }
     for path in ANALYTICS {
         let item = &doc.paths.paths[path];
-        let get = item.get.as_ref().unwrap_or_else(|| panic!("{path} has no GET"));
-        let params: Vec<&str> = get.parameters.iter().flatten().map(|p| p.name.as_str()).collect();
-        assert!(params.contains(&"as_of"), "{path} does not document as_of: {params:?}");
+        let get = item
+            .get
+            .as_ref()
+            .unwrap_or_else(|| panic!("{path} has no GET"));
+        let params: Vec<&str> = get
+            .parameters
+            .iter()
+            .flatten()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert!(
+            params.contains(&"as_of"),
+            "{path} does not document as_of: {params:?}"
+        );
     }
 }
 

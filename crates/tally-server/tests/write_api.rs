@@ -16,19 +16,30 @@ fn now() -> i64 {
 
 /// Small limits so the size cases are cheap to build.
 fn small_limits() -> ServerConfig {
-    ServerConfig { max_batch: 5, max_body_bytes: 4096, ..ServerConfig::default() }
+    ServerConfig {
+        max_batch: 5,
+        max_body_bytes: 4096,
+        ..ServerConfig::default()
+    }
 }
 
 async fn seed(app: &TestApp) {
     let (s, _) = app.put("/api/v1/plans/pro", json!({"name": "Pro", "tier": "professional", "interval": "month", "amount": "99.00", "currency": "USD"})).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = app.put("/api/v1/customers/cus_1", json!({"name": "Acme", "created_at": "2025-01-01T00:00:00Z", "channel": "organic"})).await;
+    let (s, _) = app
+        .put(
+            "/api/v1/customers/cus_1",
+            json!({"name": "Acme", "created_at": "2025-01-01T00:00:00Z", "channel": "organic"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
 }
 
 fn event(id: &str, extra: Value) -> Value {
     let mut e = json!({"id": id, "time": "2025-11-20T10:00:00Z", "customer_id": "cus_1", "service": "llm_inference"});
-    e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    e.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     e
 }
 
@@ -44,8 +55,23 @@ struct Case {
     says: &'static str,
 }
 
-fn case(name: &'static str, method: Method, path: &'static str, body: impl ToString, status: StatusCode, says: &'static str) -> Case {
-    Case { name, method, path, content_type: Some("application/json"), body: body.to_string(), status, says }
+fn case(
+    name: &'static str,
+    method: Method,
+    path: &'static str,
+    body: impl ToString,
+    status: StatusCode,
+    says: &'static str,
+) -> Case {
+    Case {
+        name,
+        method,
+        path,
+        content_type: Some("application/json"),
+        body: body.to_string(),
+        status,
+        says,
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -91,12 +117,23 @@ async fn bad_input_gets_a_clear_4xx(store: TestStore) {
     seed(&app).await;
     let before = app.store.store.counts().await.unwrap();
     for c in cases() {
-        let (status, body) = app.call(c.method.clone(), c.path, c.content_type, c.body.clone()).await;
+        let (status, body) = app
+            .call(c.method.clone(), c.path, c.content_type, c.body.clone())
+            .await;
         assert_eq!(status, c.status, "{}: {body}", c.name);
         let err = &body["error"];
-        assert!(err["code"].is_string(), "{}: error envelope missing: {body}", c.name);
+        assert!(
+            err["code"].is_string(),
+            "{}: error envelope missing: {body}",
+            c.name
+        );
         let text = format!("{} {}", err["message"], err["details"]);
-        assert!(text.contains(c.says), "{}: expected the message to mention {:?}, got {text}", c.name, c.says);
+        assert!(
+            text.contains(c.says),
+            "{}: expected the message to mention {:?}, got {text}",
+            c.name,
+            c.says
+        );
     }
     // None of the bad requests stored anything.
     assert_eq!(app.store.store.counts().await.unwrap(), before);
@@ -113,15 +150,31 @@ async fn valid_events_of_a_mixed_batch_are_kept(store: TestStore) {
         event("ok_3", json!({"type": "health_check", "up": true})).to_string(),
     ]
     .join("\n");
-    let (status, body) = app.call(Method::POST, "/api/v1/events", Some("application/x-ndjson"), ndjson).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/events",
+            Some("application/x-ndjson"),
+            ndjson,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["duplicates"], 0);
     let rejected = body["rejected"].as_array().unwrap();
     // Blank lines are skipped, so "bad_2" is the third event (index 2).
-    assert_eq!(rejected.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        rejected
+            .iter()
+            .map(|r| r["index"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(rejected[1]["id"], "bad_2");
-    assert!(rejected[1]["error"].as_str().unwrap().contains("output_tokens"));
+    assert!(rejected[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("output_tokens"));
     assert_eq!(app.store.store.counts().await.unwrap().events, 2);
 }
 
@@ -129,50 +182,142 @@ async fn writes_are_idempotent(store: TestStore) {
     let app = TestApp::new(store, now()).await;
     seed(&app).await;
     let writes: Vec<(Method, &str, Value)> = vec![
-        (Method::PUT, "/api/v1/plans/pro", json!({"name": "Pro", "tier": "professional", "interval": "month", "amount": 99, "currency": "usd"})),
-        (Method::PUT, "/api/v1/customers/cus_1", json!({"name": "Acme", "created_at": "2025-01-01T01:00:00+01:00", "channel": "organic"})),
-        (Method::PUT, "/api/v1/subscriptions/sub_1", json!({"customer_id": "cus_1", "plan_id": "pro", "started_at": "2025-01-01T00:00:00Z", "trial_ends_at": "2025-01-15T00:00:00Z"})),
-        (Method::POST, "/api/v1/subscriptions/sub_1/changes", json!({"effective_at": "2025-03-01T00:00:00Z", "quantity": 3})),
-        (Method::POST, "/api/v1/subscriptions/sub_1/cancel", json!({"effective_at": "2025-09-01T00:00:00Z"})),
-        (Method::PUT, "/api/v1/invoices/inv_1", json!({"customer_id": "cus_1", "amount": "99.00", "currency": "USD", "status": "paid", "issued_at": "2025-01-15T00:00:00Z", "paid_at": "2025-01-15T00:05:00Z"})),
-        (Method::POST, "/api/v1/costs", json!([{"month": "2025-01", "category": "infrastructure", "service": "storage", "amount": "120.50"}, {"month": "2025-01", "category": "other", "amount": 40}])),
-        (Method::POST, "/api/v1/marketing-spend", json!([{"month": "2025-01", "channel": "google_ads", "amount": 500}])),
-        (Method::PUT, "/api/v1/services/search", json!({"display_name": "Search", "unit_type": "queries"})),
-        (Method::POST, "/api/v1/events", json!([event("e1", json!({"model": "gpt-4o", "cost_credits": 8.5})), event("e2", json!({"service": "search"}))])),
+        (
+            Method::PUT,
+            "/api/v1/plans/pro",
+            json!({"name": "Pro", "tier": "professional", "interval": "month", "amount": 99, "currency": "usd"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/customers/cus_1",
+            json!({"name": "Acme", "created_at": "2025-01-01T01:00:00+01:00", "channel": "organic"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/subscriptions/sub_1",
+            json!({"customer_id": "cus_1", "plan_id": "pro", "started_at": "2025-01-01T00:00:00Z", "trial_ends_at": "2025-01-15T00:00:00Z"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/subscriptions/sub_1/changes",
+            json!({"effective_at": "2025-03-01T00:00:00Z", "quantity": 3}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/subscriptions/sub_1/cancel",
+            json!({"effective_at": "2025-09-01T00:00:00Z"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/invoices/inv_1",
+            json!({"customer_id": "cus_1", "amount": "99.00", "currency": "USD", "status": "paid", "issued_at": "2025-01-15T00:00:00Z", "paid_at": "2025-01-15T00:05:00Z"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/costs",
+            json!([{"month": "2025-01", "category": "infrastructure", "service": "storage", "amount": "120.50"}, {"month": "2025-01", "category": "other", "amount": 40}]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/marketing-spend",
+            json!([{"month": "2025-01", "channel": "google_ads", "amount": 500}]),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/services/search",
+            json!({"display_name": "Search", "unit_type": "queries"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/events",
+            json!([
+                event("e1", json!({"model": "gpt-4o", "cost_credits": 8.5})),
+                event("e2", json!({"service": "search"}))
+            ]),
+        ),
     ];
     for (method, path, body) in &writes {
-        let (s, b) = app.call(method.clone(), path, Some("application/json"), body.to_string()).await;
+        let (s, b) = app
+            .call(
+                method.clone(),
+                path,
+                Some("application/json"),
+                body.to_string(),
+            )
+            .await;
         assert!(s.is_success(), "{path}: {s} {b}");
     }
     let once = app.store.store.counts().await.unwrap();
-    assert_eq!((once.plans, once.customers, once.subscriptions, once.subscription_changes), (1, 1, 1, 1));
-    assert_eq!((once.invoices, once.costs, once.marketing_spend, once.events), (1, 2, 1, 2));
+    assert_eq!(
+        (
+            once.plans,
+            once.customers,
+            once.subscriptions,
+            once.subscription_changes
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        (once.invoices, once.costs, once.marketing_spend, once.events),
+        (1, 2, 1, 2)
+    );
     // search registered explicitly, llm_inference from its first event.
     assert_eq!(once.services, 2);
     for (method, path, body) in &writes {
-        let (s, b) = app.call(method.clone(), path, Some("application/json"), body.to_string()).await;
+        let (s, b) = app
+            .call(
+                method.clone(),
+                path,
+                Some("application/json"),
+                body.to_string(),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "repeat of {path}: {b}");
         if *path == "/api/v1/events" {
-            assert_eq!((b["accepted"].as_u64(), b["duplicates"].as_u64()), (Some(0), Some(2)));
+            assert_eq!(
+                (b["accepted"].as_u64(), b["duplicates"].as_u64()),
+                (Some(0), Some(2))
+            );
         }
     }
     assert_eq!(app.store.store.counts().await.unwrap(), once);
 
     // The same event id with another payload is a duplicate; the first payload stays.
-    let (s, b) = app.post("/api/v1/events", json!([event("e1", json!({"model": "gpt-4o", "cost_credits": 999}))])).await;
+    let (s, b) = app
+        .post(
+            "/api/v1/events",
+            json!([event("e1", json!({"model": "gpt-4o", "cost_credits": 999}))]),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["duplicates"], 1);
     let span = Span::new(0, now());
-    let rows = app.store.store.usage(&UsageQuery::new(EventKind::Usage, span)).await.unwrap();
+    let rows = app
+        .store
+        .store
+        .usage(&UsageQuery::new(EventKind::Usage, span))
+        .await
+        .unwrap();
     assert_eq!(rows[0].events, 2);
-    assert_eq!(rows[0].cost, 8_500_000, "8.5 credits from the first payload, in micro-credits");
+    assert_eq!(
+        rows[0].cost, 8_500_000,
+        "8.5 credits from the first payload, in micro-credits"
+    );
 
     // A subscription is created once; other content under its id is a conflict.
-    let (s, b) = app.put("/api/v1/subscriptions/sub_1", json!({"customer_id": "cus_1", "plan_id": "pro", "started_at": "2025-02-01T00:00:00Z"})).await;
+    let (s, b) = app
+        .put(
+            "/api/v1/subscriptions/sub_1",
+            json!({"customer_id": "cus_1", "plan_id": "pro", "started_at": "2025-02-01T00:00:00Z"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     // Updates where they make sense: the plan's price and the invoice's status move on.
     let (s, b) = app.put("/api/v1/plans/pro", json!({"name": "Pro", "tier": "professional", "interval": "month", "amount": "109.00", "currency": "USD"})).await;
-    assert_eq!((s, b["amount"].to_string()), (StatusCode::OK, "109.00".to_string()));
+    assert_eq!(
+        (s, b["amount"].to_string()),
+        (StatusCode::OK, "109.00".to_string())
+    );
     let (s, b) = app.get("/api/v1/subscriptions/sub_1").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["canceled_at"], "2025-09-01T00:00:00Z");
@@ -182,7 +327,12 @@ async fn writes_are_idempotent(store: TestStore) {
 async fn lists_page_through_everything(store: TestStore) {
     let app = TestApp::new(store, now()).await;
     for i in 0..7 {
-        let (s, _) = app.put(&format!("/api/v1/customers/c{i}"), json!({"created_at": "2025-01-01T00:00:00Z"})).await;
+        let (s, _) = app
+            .put(
+                &format!("/api/v1/customers/c{i}"),
+                json!({"created_at": "2025-01-01T00:00:00Z"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED);
     }
     let mut seen = Vec::new();
@@ -190,7 +340,13 @@ async fn lists_page_through_everything(store: TestStore) {
     loop {
         let (s, b) = app.get(&path).await;
         assert_eq!(s, StatusCode::OK, "{b}");
-        seen.extend(b["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        seen.extend(
+            b["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string()),
+        );
         match b["next_cursor"].as_str() {
             Some(c) => path = format!("/api/v1/customers?limit=3&cursor={c}"),
             None => break,
@@ -199,4 +355,9 @@ async fn lists_page_through_everything(store: TestStore) {
     assert_eq!(seen, (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>());
 }
 
-both_stores!(bad_input_gets_a_clear_4xx, valid_events_of_a_mixed_batch_are_kept, writes_are_idempotent, lists_page_through_everything);
+both_stores!(
+    bad_input_gets_a_clear_4xx,
+    valid_events_of_a_mixed_batch_are_kept,
+    writes_are_idempotent,
+    lists_page_through_everything
+);

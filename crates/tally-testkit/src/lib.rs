@@ -34,18 +34,33 @@ impl TestStore {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let store = open(&url).await;
-        TestStore { store, url, _dir: Some(dir), pg: None }
+        TestStore {
+            store,
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
     }
 
     /// A migrated store in a fresh PostgreSQL database, or `None` when [`PG_ENV`] is unset.
     pub async fn postgres() -> Option<TestStore> {
         let admin = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty())?;
         let name = format!("tally_test_{:016x}", rand::thread_rng().gen::<u64>());
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.expect("connect to the test PostgreSQL server");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
         let url = with_database(&admin, &name);
         let store = open(&url).await;
-        Some(TestStore { store, url, _dir: None, pg: Some((admin, name)) })
+        Some(TestStore {
+            store,
+            url,
+            _dir: None,
+            pg: Some((admin, name)),
+        })
     }
 
     /// Opens the same database again, as a restarted process would.
@@ -62,7 +77,9 @@ async fn open(url: &str) -> Arc<dyn Store> {
 
 /// `admin` with its database name replaced by `name`.
 fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(i) => &base[..scheme_end + i],
@@ -76,13 +93,22 @@ fn with_database(admin: &str, name: &str) -> String {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else { return };
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
         // Drop runs outside async; a helper thread with its own runtime removes the database.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
                 }
             });
         })
@@ -105,16 +131,40 @@ impl TestApp {
 
     pub async fn with_config(store: TestStore, now: Micros, config: ServerConfig) -> TestApp {
         let secret = add_key(store.store.as_ref(), Role::Admin).await;
-        let state = AppState::new(store.store.clone(), config, PriceTable::builtin(1000.into()), CurrencyPolicy::default(), Clock::Fixed(now));
-        TestApp { router: tally_server::app(state), secret, store }
+        let state = AppState::new(
+            store.store.clone(),
+            config,
+            PriceTable::builtin(1000.into()),
+            CurrencyPolicy::default(),
+            Clock::Fixed(now),
+        );
+        TestApp {
+            router: tally_server::app(state),
+            secret,
+            store,
+        }
     }
 
     /// Sends a request with the admin key; returns the status and the JSON body (Null when empty).
-    pub async fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
-        self.call_as(&self.secret, method, path, content_type, body).await
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        self.call_as(&self.secret, method, path, content_type, body)
+            .await
     }
 
-    pub async fn call_as(&self, secret: &str, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
+    pub async fn call_as(
+        &self,
+        secret: &str,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
         if !secret.is_empty() {
             req = req.header("authorization", format!("Bearer {secret}"));
@@ -122,10 +172,20 @@ impl TestApp {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let resp = self.router.clone().oneshot(req.body(body.into()).expect("request")).await.expect("infallible");
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).expect("request"))
+            .await
+            .expect("infallible");
         let status = resp.status();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         (status, value)
     }
 
@@ -134,11 +194,23 @@ impl TestApp {
     }
 
     pub async fn put(&self, path: &str, json: Value) -> (StatusCode, Value) {
-        self.call(Method::PUT, path, Some("application/json"), json.to_string()).await
+        self.call(
+            Method::PUT,
+            path,
+            Some("application/json"),
+            json.to_string(),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, json: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some("application/json"), json.to_string()).await
+        self.call(
+            Method::POST,
+            path,
+            Some("application/json"),
+            json.to_string(),
+        )
+        .await
     }
 }
 
@@ -182,8 +254,14 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced() {
-        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-        assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
     }
 }

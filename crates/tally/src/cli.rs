@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about = "Usage metering and SaaS revenue analytics in one binary.")]
+#[command(
+    name = "tally",
+    version,
+    about = "Usage metering and SaaS revenue analytics in one binary."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -90,7 +94,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| "tally=info,tally_server=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+                .unwrap_or_else(|_| "tally=info,tally_server=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -130,7 +135,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate => {
             crate::serve::open_store(&cfg).await?;
-            println!("migrations applied to {}", config::redact_url(&cfg.database_url));
+            println!(
+                "migrations applied to {}",
+                config::redact_url(&cfg.database_url)
+            );
         }
         Command::Keys { command } => {
             let store = crate::serve::open_store(&cfg).await?;

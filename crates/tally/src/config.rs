@@ -90,9 +90,13 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<FileConfig> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))
     }
 }
 
@@ -109,7 +113,10 @@ pub struct Resolved {
 impl std::fmt::Debug for Resolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A database URL may carry a password.
-        f.debug_struct("Resolved").field("database_url", &redact_url(&self.database_url)).field("bind", &self.bind).finish_non_exhaustive()
+        f.debug_struct("Resolved")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,13 +136,25 @@ pub fn redact_url(url: &str) -> String {
 
 pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<Resolved> {
     let file = FileConfig::load(g.config.as_deref())?;
-    let database_url = g.database_url.clone().or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let database_url = g
+        .database_url
+        .clone()
+        .or(file.database_url)
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
 
-    let code = g.currency.clone().or(file.currency).unwrap_or_else(|| "USD".into());
-    let Some(reporting) = Currency::lookup(&code) else { bail!("currency `{code}` is not an ISO 4217 code tally knows") };
+    let code = g
+        .currency
+        .clone()
+        .or(file.currency)
+        .unwrap_or_else(|| "USD".into());
+    let Some(reporting) = Currency::lookup(&code) else {
+        bail!("currency `{code}` is not an ISO 4217 code tally knows")
+    };
     let mut rates = HashMap::new();
     for (c, rate) in file.exchange_rates.unwrap_or_default() {
-        let Some(cur) = Currency::lookup(&c) else { bail!("exchange_rates: `{c}` is not an ISO 4217 code tally knows") };
+        let Some(cur) = Currency::lookup(&c) else {
+            bail!("exchange_rates: `{c}` is not an ISO 4217 code tally knows")
+        };
         if rate <= Decimal::ZERO {
             bail!("exchange_rates: the rate for {c} must be positive");
         }
@@ -143,30 +162,56 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<Resolved> {
     }
     let money = CurrencyPolicy { reporting, rates };
 
-    let credits_per_unit = g.credits_per_unit.or(file.credits_per_unit).unwrap_or(Decimal::from(1000));
+    let credits_per_unit = g
+        .credits_per_unit
+        .or(file.credits_per_unit)
+        .unwrap_or(Decimal::from(1000));
     if credits_per_unit <= Decimal::ZERO {
         bail!("credits_per_unit must be positive");
     }
     let mut prices = PriceTable::builtin(credits_per_unit);
     if let Some(path) = g.price_file.clone().or(file.price_file) {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading price file {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading price file {}", path.display()))?;
         let replace = g.replace_prices || file.replace_prices.unwrap_or(false);
-        let n = prices.load_litellm(&text, replace).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let n = prices
+            .load_litellm(&text, replace)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         tracing::info!(models = n, file = %path.display(), replace, "loaded model prices");
     }
 
     let defaults = ServerConfig::default();
     let server = ServerConfig {
-        max_body_bytes: s.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+        max_body_bytes: s
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
         max_batch: s.max_batch.or(file.max_batch).unwrap_or(defaults.max_batch),
-        request_timeout: s.request_timeout_secs.or(file.request_timeout_secs).map(Duration::from_secs).unwrap_or(defaults.request_timeout),
-        cors_origins: s.cors_origins.clone().or(file.cors_origins).unwrap_or_default(),
+        request_timeout: s
+            .request_timeout_secs
+            .or(file.request_timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.request_timeout),
+        cors_origins: s
+            .cors_origins
+            .clone()
+            .or(file.cors_origins)
+            .unwrap_or_default(),
     };
     if server.max_batch == 0 || server.max_body_bytes == 0 {
         bail!("max_batch and max_body_bytes must be positive");
     }
-    let bind = s.bind.or(file.bind).unwrap_or_else(|| DEFAULT_BIND.parse().expect("default bind parses"));
-    Ok(Resolved { database_url, money, prices, server, bind })
+    let bind = s
+        .bind
+        .or(file.bind)
+        .unwrap_or_else(|| DEFAULT_BIND.parse().expect("default bind parses"));
+    Ok(Resolved {
+        database_url,
+        money,
+        prices,
+        server,
+        bind,
+    })
 }
 
 #[cfg(test)]
@@ -179,20 +224,36 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tally.toml");
         std::fs::write(&path, "database_url = \"sqlite://from-file.db\"\nmax_batch = 50\n[exchange_rates]\nEUR = \"1.08\"\n").unwrap();
-        let g = GlobalArgs { config: Some(path.clone()), ..Default::default() };
-        let r = resolve(&g, &ServeArgs { max_batch: Some(7), ..Default::default() }).unwrap();
+        let g = GlobalArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let r = resolve(
+            &g,
+            &ServeArgs {
+                max_batch: Some(7),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.database_url, "sqlite://from-file.db");
         assert_eq!(r.server.max_batch, 7);
         assert_eq!(r.bind.to_string(), DEFAULT_BIND);
         assert_eq!(r.money.rates["EUR"].to_string(), "1.08");
         std::fs::write(&path, "databse_url = 1\n").unwrap();
-        assert!(resolve(&g, &ServeArgs::default()).is_err(), "unknown keys are rejected");
+        assert!(
+            resolve(&g, &ServeArgs::default()).is_err(),
+            "unknown keys are rejected"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("sqlite://tally.db"), "sqlite://tally.db");
     }
 }

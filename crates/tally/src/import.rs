@@ -39,8 +39,17 @@ const EVENT_BATCH: usize = 5_000;
 
 /// CSV cells are text; these columns are sent to validation as JSON numbers or booleans.
 const NUMBER_COLUMNS: &[&str] = &[
-    "amount", "quantity", "discount_percent", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-    "output_tokens", "latency_ms", "status_code", "cost_credits", "value",
+    "amount",
+    "quantity",
+    "discount_percent",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "latency_ms",
+    "status_code",
+    "cost_credits",
+    "value",
 ];
 const BOOL_COLUMNS: &[&str] = &["cache_hit", "up"];
 
@@ -52,7 +61,10 @@ fn csv_record(headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<Va
             continue;
         }
         let v = if NUMBER_COLUMNS.contains(&h) {
-            Value::Number(serde_json::Number::from_str(cell).map_err(|_| format!("{h}: `{cell}` is not a number"))?)
+            Value::Number(
+                serde_json::Number::from_str(cell)
+                    .map_err(|_| format!("{h}: `{cell}` is not a number"))?,
+            )
         } else if BOOL_COLUMNS.contains(&h) {
             match cell.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Value::Bool(true),
@@ -68,7 +80,11 @@ fn csv_record(headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<Va
 }
 
 /// Reads `(line number, record)` pairs; a record that cannot be read is an error item.
-fn records(path: &Path, format: Format, bar: &ProgressBar) -> Result<Vec<(u64, Result<Value, String>)>> {
+fn records(
+    path: &Path,
+    format: Format,
+    bar: &ProgressBar,
+) -> Result<Vec<(u64, Result<Value, String>)>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = BufReader::new(bar.wrap_read(file));
     let mut out = Vec::new();
@@ -79,11 +95,17 @@ fn records(path: &Path, format: Format, bar: &ProgressBar) -> Result<Vec<(u64, R
                 if line.trim().is_empty() {
                     continue;
                 }
-                out.push((i as u64 + 1, serde_json::from_str::<Value>(&line).map_err(|e| format!("not valid JSON: {e}"))));
+                out.push((
+                    i as u64 + 1,
+                    serde_json::from_str::<Value>(&line)
+                        .map_err(|e| format!("not valid JSON: {e}")),
+                ));
             }
         }
         Format::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(Box::new(reader) as Box<dyn Read>);
+            let mut rdr = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(Box::new(reader) as Box<dyn Read>);
             let headers = rdr.headers().context("reading the CSV header")?.clone();
             for row in rdr.records() {
                 match row {
@@ -112,24 +134,38 @@ fn invalid(e: tally_core::InputError) -> String {
 }
 
 /// Validates and stores one non-event record.
-async fn store_entity(store: &dyn Store, cfg: &Resolved, kind: Kind, mut v: Value) -> Result<(), String> {
+async fn store_entity(
+    store: &dyn Store,
+    cfg: &Resolved,
+    kind: Kind,
+    mut v: Value,
+) -> Result<(), String> {
     let fe = |e: FieldError| e.to_string();
     let se = |e: tally_store::StoreError| e.to_string();
     match kind {
         Kind::Plans => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let p = from_value::<PlanInput>(v).map_err(invalid)?.validate(&id, &cfg.money).map_err(fe)?;
+            let p = from_value::<PlanInput>(v)
+                .map_err(invalid)?
+                .validate(&id, &cfg.money)
+                .map_err(fe)?;
             store.put_plan(&p).await.map_err(se)?;
         }
         Kind::Customers => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let c = from_value::<CustomerInput>(v).map_err(invalid)?.validate(&id).map_err(fe)?;
+            let c = from_value::<CustomerInput>(v)
+                .map_err(invalid)?
+                .validate(&id)
+                .map_err(fe)?;
             store.put_customer(&c).await.map_err(se)?;
         }
         Kind::Subscriptions => {
             let id = take_id(&mut v, "id").map_err(fe)?;
             let canceled_at = v.as_object_mut().and_then(|o| o.remove("canceled_at"));
-            let s = from_value::<SubscriptionInput>(v).map_err(invalid)?.validate(&id).map_err(fe)?;
+            let s = from_value::<SubscriptionInput>(v)
+                .map_err(invalid)?
+                .validate(&id)
+                .map_err(fe)?;
             store.put_subscription(&s).await.map_err(se)?;
             if let Some(Value::String(at)) = canceled_at {
                 let at = tally_core::time::parse_instant("canceled_at", &at).map_err(fe)?;
@@ -138,20 +174,32 @@ async fn store_entity(store: &dyn Store, cfg: &Resolved, kind: Kind, mut v: Valu
         }
         Kind::Invoices => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let i = from_value::<InvoiceInput>(v).map_err(invalid)?.validate(&id, &cfg.money).map_err(fe)?;
+            let i = from_value::<InvoiceInput>(v)
+                .map_err(invalid)?
+                .validate(&id, &cfg.money)
+                .map_err(fe)?;
             store.put_invoice(&i).await.map_err(se)?;
         }
         Kind::Costs => {
-            let c = from_value::<CostInput>(v).map_err(invalid)?.validate(&cfg.money).map_err(fe)?;
+            let c = from_value::<CostInput>(v)
+                .map_err(invalid)?
+                .validate(&cfg.money)
+                .map_err(fe)?;
             store.put_costs(&[c]).await.map_err(se)?;
         }
         Kind::Spend => {
-            let s = from_value::<SpendInput>(v).map_err(invalid)?.validate(&cfg.money).map_err(fe)?;
+            let s = from_value::<SpendInput>(v)
+                .map_err(invalid)?
+                .validate(&cfg.money)
+                .map_err(fe)?;
             store.put_spend(&[s]).await.map_err(se)?;
         }
         Kind::Services => {
             let name = take_id(&mut v, "name").map_err(fe)?;
-            let s = from_value::<ServiceInput>(v).map_err(invalid)?.validate(&name).map_err(fe)?;
+            let s = from_value::<ServiceInput>(v)
+                .map_err(invalid)?
+                .validate(&name)
+                .map_err(fe)?;
             store.put_service(&s).await.map_err(se)?;
         }
         Kind::Events => unreachable!("events are stored in batches"),
@@ -167,9 +215,19 @@ pub struct ImportReport {
     pub rejected: Vec<(u64, String)>,
 }
 
-pub async fn import(store: &dyn Store, cfg: &Resolved, kind: Kind, path: &Path, format: Option<Format>, bar: &ProgressBar) -> Result<ImportReport> {
+pub async fn import(
+    store: &dyn Store,
+    cfg: &Resolved,
+    kind: Kind,
+    path: &Path,
+    format: Option<Format>,
+    bar: &ProgressBar,
+) -> Result<ImportReport> {
     let format = format.unwrap_or_else(|| {
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
             Format::Csv
         } else {
             Format::Ndjson
@@ -190,7 +248,10 @@ pub async fn import(store: &dyn Store, cfg: &Resolved, kind: Kind, path: &Path, 
             }
         };
         if kind == Kind::Events {
-            match from_value::<EventInput>(value).map_err(invalid).and_then(|e| e.validate(&cfg.prices).map_err(|e| e.to_string())) {
+            match from_value::<EventInput>(value)
+                .map_err(invalid)
+                .and_then(|e| e.validate(&cfg.prices).map_err(|e| e.to_string()))
+            {
                 Ok(e) => batch.push(e),
                 Err(e) => report.rejected.push((line, e)),
             }
@@ -224,30 +285,51 @@ async fn flush(store: &dyn Store, batch: &mut Vec<Event>, report: &mut ImportRep
 fn bar_for(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{msg:>8} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>8} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar
 }
 
-pub async fn run(store: &dyn Store, cfg: &Resolved, kind: Kind, path: &Path, format: Option<Format>) -> Result<ExitCode> {
-    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+pub async fn run(
+    store: &dyn Store,
+    cfg: &Resolved,
+    kind: Kind,
+    path: &Path,
+    format: Option<Format>,
+) -> Result<ExitCode> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{msg:>8} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>8} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message("reading");
     let report = import(store, cfg, kind, path, format, &bar).await?;
-    println!("stored {}, duplicates {}, rejected {}", report.stored, report.duplicates, report.rejected.len());
+    println!(
+        "stored {}, duplicates {}, rejected {}",
+        report.stored,
+        report.duplicates,
+        report.rejected.len()
+    );
     for (line, e) in report.rejected.iter().take(20) {
         println!("  line {line}: {e}");
     }
     if report.rejected.len() > 20 {
         println!("  … and {} more", report.rejected.len() - 20);
     }
-    Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if report.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -19,7 +19,12 @@ pub async fn create(store: &dyn Store, role: Role, name: &str) -> Result<(String
 
 /// An installation that starts with no key gets one admin key, printed once.
 pub async fn ensure_first_key(store: &dyn Store) -> Result<()> {
-    if store.list_api_keys().await?.iter().any(|k| k.revoked_at.is_none()) {
+    if store
+        .list_api_keys()
+        .await?
+        .iter()
+        .any(|k| k.revoked_at.is_none())
+    {
         return Ok(());
     }
     let (id, secret) = create(store, Role::Admin, "first admin key").await?;
@@ -30,22 +35,32 @@ pub async fn ensure_first_key(store: &dyn Store) -> Result<()> {
 pub async fn run(store: &dyn Store, command: KeysCommand) -> Result<()> {
     match command {
         KeysCommand::Create { role, name } => {
-            let Some(role) = Role::parse(&role) else { bail!("role `{role}` is not one of {}", Role::ACCEPTED) };
+            let Some(role) = Role::parse(&role) else {
+                bail!("role `{role}` is not one of {}", Role::ACCEPTED)
+            };
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
             let (id, secret) = create(store, role, &name).await?;
-            println!("created {} key {id} ({name}); its secret is shown only this once:\n\n    {secret}", role.as_str());
+            println!(
+                "created {} key {id} ({name}); its secret is shown only this once:\n\n    {secret}",
+                role.as_str()
+            );
         }
         KeysCommand::List => {
-            println!("{:<18} {:<8} {:<24} {:<26} name", "id", "role", "created", "revoked");
+            println!(
+                "{:<18} {:<8} {:<24} {:<26} name",
+                "id", "role", "created", "revoked"
+            );
             for k in store.list_api_keys().await? {
                 println!(
                     "{:<18} {:<8} {:<24} {:<26} {}",
                     k.id,
                     k.role.as_str(),
                     format_micros(k.created_at),
-                    k.revoked_at.map(format_micros).unwrap_or_else(|| "-".into()),
+                    k.revoked_at
+                        .map(format_micros)
+                        .unwrap_or_else(|| "-".into()),
                     k.name
                 );
             }

@@ -18,7 +18,9 @@ pub async fn open_store(cfg: &Resolved) -> Result<Arc<dyn Store>> {
 
 /// Serves until Ctrl-C or SIGTERM. `banner` is printed once the port is bound.
 pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
+    let listener = tokio::net::TcpListener::bind(cfg.bind)
+        .await
+        .with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), "tally is listening");
     // Scripts and tests that bind port 0 read the real address from this line.
@@ -26,7 +28,13 @@ pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>)
     if let Some(b) = banner {
         println!("{}", b.replace("{addr}", &addr.to_string()));
     }
-    let state = AppState::new(store, cfg.server.clone(), cfg.prices.clone(), cfg.money.clone(), Clock::System);
+    let state = AppState::new(
+        store,
+        cfg.server.clone(),
+        cfg.prices.clone(),
+        cfg.money.clone(),
+        Clock::System,
+    );
     tally_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("tally stopped");
     Ok(())
@@ -38,7 +46,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -70,8 +79,14 @@ pub async fn demo(cfg: Resolved, args: DemoArgs, no_serve: bool) -> Result<()> {
             events: args.events,
             ..Default::default()
         };
-        eprintln!("generating the demo dataset (seed {}, ending {}) into {}", opts.seed, opts.end, redact_url(&cfg.database_url));
-        let summary = crate::demo::generate(store.as_ref(), &opts, &indicatif::MultiProgress::new()).await?;
+        eprintln!(
+            "generating the demo dataset (seed {}, ending {}) into {}",
+            opts.seed,
+            opts.end,
+            redact_url(&cfg.database_url)
+        );
+        let summary =
+            crate::demo::generate(store.as_ref(), &opts, &indicatif::MultiProgress::new()).await?;
         let c = &summary.counts;
         eprintln!(
             "generated {} customers, {} subscriptions, {} invoices and {} events in {:.1} s",
@@ -92,7 +107,10 @@ pub async fn demo(cfg: Resolved, args: DemoArgs, no_serve: bool) -> Result<()> {
     }
     let (_, secret) = crate::keys::create(store.as_ref(), Role::Admin, "demo").await?;
     if no_serve {
-        println!("demo data is in {}; API key (admin): {secret}", redact_url(&cfg.database_url));
+        println!(
+            "demo data is in {}; API key (admin): {secret}",
+            redact_url(&cfg.database_url)
+        );
         return Ok(());
     }
     let banner = format!(

@@ -25,7 +25,10 @@ fn start(url: &str) -> Server {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines.next().expect("tally exited before listening").expect("read stdout");
+        let line = lines
+            .next()
+            .expect("tally exited before listening")
+            .expect("read stdout");
         if let Some(addr) = line.strip_prefix("listening on ") {
             break addr.trim().to_string();
         }
@@ -63,7 +66,13 @@ async fn acknowledged_writes_survive_sigkill(store: TestStore) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    let resp = http.post(format!("{}/api/v1/events", server.base)).bearer_auth(&secret).json(&events(1000)).send().await.unwrap();
+    let resp = http
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(&secret)
+        .json(&events(1000))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 1000);
@@ -75,8 +84,20 @@ async fn acknowledged_writes_survive_sigkill(store: TestStore) {
 
     // After a restart, the client's retry of the same batch counts nothing twice.
     let server = start(&store.url);
-    let body: Value = http.post(format!("{}/api/v1/events", server.base)).bearer_auth(&secret).json(&events(1000)).send().await.unwrap().json().await.unwrap();
-    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(1000)));
+    let body: Value = http
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(&secret)
+        .json(&events(1000))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(0), Some(1000))
+    );
     server.kill();
     assert_eq!(store.reopen().await.counts().await.unwrap().events, 1000);
 }

@@ -12,5 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 /// Routes of the analytics endpoints, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(revenue::routes()).merge(usage::routes())
+    OpenApiRouter::new()
+        .merge(revenue::routes())
+        .merge(usage::routes())
 }

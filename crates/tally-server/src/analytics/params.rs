@@ -26,7 +26,10 @@ impl AsOfParam {
 }
 
 fn reject(field: &str, got: &str, accepted: &str) -> ApiError {
-    ApiError::invalid(field, format!("`{got}` is not accepted; accepted values: {accepted}"))
+    ApiError::invalid(
+        field,
+        format!("`{got}` is not accepted; accepted values: {accepted}"),
+    )
 }
 
 /// The last `days` calendar days: from the start of the day `days − 1` days before the
@@ -102,7 +105,8 @@ pub enum CalendarPeriod {
 }
 
 impl CalendarPeriod {
-    pub const ACCEPTED: &'static str = "this_month, last_month, this_quarter, last_quarter, this_year, last_year";
+    pub const ACCEPTED: &'static str =
+        "this_month, last_month, this_quarter, last_quarter, this_year, last_year";
 
     pub fn parse(s: Option<&str>) -> Result<CalendarPeriod, ApiError> {
         match s.unwrap_or("this_month") {
@@ -130,13 +134,21 @@ impl CalendarPeriod {
     /// The first and last month of the period, and its span.
     pub fn span(self, as_of: Micros) -> Span {
         let m = Month::of(as_of);
-        let quarter_start = Month { year: m.year, month: (m.month - 1) / 3 * 3 + 1 };
-        let year_start = Month { year: m.year, month: 1 };
+        let quarter_start = Month {
+            year: m.year,
+            month: (m.month - 1) / 3 * 3 + 1,
+        };
+        let year_start = Month {
+            year: m.year,
+            month: 1,
+        };
         match self {
             CalendarPeriod::ThisMonth => Span::through(m.start(), as_of),
             CalendarPeriod::LastMonth => Span::new(m.prev().start(), m.start()),
             CalendarPeriod::ThisQuarter => Span::through(quarter_start.start(), as_of),
-            CalendarPeriod::LastQuarter => Span::new(quarter_start.add(-3).start(), quarter_start.start()),
+            CalendarPeriod::LastQuarter => {
+                Span::new(quarter_start.add(-3).start(), quarter_start.start())
+            }
             CalendarPeriod::ThisYear => Span::through(year_start.start(), as_of),
             CalendarPeriod::LastYear => Span::new(year_start.add(-12).start(), year_start.start()),
         }
@@ -193,7 +205,13 @@ impl Window {
 }
 
 /// An integer parameter within `lo..=hi` (e.g. `months` 1..=24, `months_ahead` 1..=12).
-pub fn bounded(field: &str, v: Option<&str>, default: i64, lo: i64, hi: i64) -> Result<i64, ApiError> {
+pub fn bounded(
+    field: &str,
+    v: Option<&str>,
+    default: i64,
+    lo: i64,
+    hi: i64,
+) -> Result<i64, ApiError> {
     let Some(s) = v else { return Ok(default) };
     s.parse::<i64>()
         .ok()
@@ -223,7 +241,10 @@ mod tests {
     fn calendar_periods() {
         let as_of = t("2025-05-10T00:00:00Z");
         let s = CalendarPeriod::LastQuarter.span(as_of);
-        assert_eq!((format_micros(s.start), format_micros(s.end)), ("2025-01-01T00:00:00Z".into(), "2025-04-01T00:00:00Z".into()));
+        assert_eq!(
+            (format_micros(s.start), format_micros(s.end)),
+            ("2025-01-01T00:00:00Z".into(), "2025-04-01T00:00:00Z".into())
+        );
         let s = CalendarPeriod::ThisQuarter.span(as_of);
         assert_eq!(format_micros(s.start), "2025-04-01T00:00:00Z");
         let s = CalendarPeriod::LastYear.span(as_of);

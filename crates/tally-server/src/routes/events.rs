@@ -43,7 +43,11 @@ fn split_batch(kind: BodyType, body: &str) -> Result<Vec<&str>, ApiError> {
             })?;
             Ok(items.into_iter().map(RawValue::get).collect())
         }
-        BodyType::Ndjson => Ok(body.lines().map(str::trim).filter(|l| !l.is_empty()).collect()),
+        BodyType::Ndjson => Ok(body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()),
     }
 }
 
@@ -53,7 +57,10 @@ fn parse_event(raw: &str, state: &AppState) -> Result<Event, String> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_string();
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m)
+            .to_string();
         if inner.is_syntax() || inner.is_eof() {
             format!("not valid JSON: {msg}")
         } else if path == "." {
@@ -83,13 +90,20 @@ fn id_of(raw: &str) -> Option<String> {
     responses((status = 200, body = IngestResult, description = "every accepted event is durably stored"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "empty batch, or no valid event in it")))]
-pub async fn post_events(State(state): State<AppState>, req: Request) -> ApiResult<Json<IngestResult>> {
+pub async fn post_events(
+    State(state): State<AppState>,
+    req: Request,
+) -> ApiResult<Json<IngestResult>> {
     let kind = body_type(req.headers(), true)?;
     let bytes = read_body(req).await?;
-    let body = std::str::from_utf8(&bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    let body = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
     let raws = split_batch(kind, body)?;
     if raws.is_empty() {
-        return Err(ApiError::invalid("body", "the batch is empty; send at least one event"));
+        return Err(ApiError::invalid(
+            "body",
+            "the batch is empty; send at least one event",
+        ));
     }
     if raws.len() > state.config.max_batch {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -103,11 +117,19 @@ pub async fn post_events(State(state): State<AppState>, req: Request) -> ApiResu
     for (index, raw) in raws.iter().enumerate() {
         match parse_event(raw, &state) {
             Ok(e) => events.push(e),
-            Err(error) => rejected.push(Rejection { index, id: id_of(raw), error }),
+            Err(error) => rejected.push(Rejection {
+                index,
+                id: id_of(raw),
+                error,
+            }),
         }
     }
     if events.is_empty() {
-        let result = IngestResult { accepted: 0, duplicates: 0, rejected };
+        let result = IngestResult {
+            accepted: 0,
+            duplicates: 0,
+            rejected,
+        };
         return Err(ApiError::Invalid {
             message: "no event in the batch is valid; see details.rejected".into(),
             details: serde_json::to_value(&result).map_err(anyhow::Error::from)?,
@@ -115,5 +137,9 @@ pub async fn post_events(State(state): State<AppState>, req: Request) -> ApiResu
     }
     let stored = state.store.insert_events(&events).await?;
     let accepted = stored.iter().filter(|&&s| s).count();
-    Ok(Json(IngestResult { accepted, duplicates: stored.len() - accepted, rejected }))
+    Ok(Json(IngestResult {
+        accepted,
+        duplicates: stored.len() - accepted,
+        rejected,
+    }))
 }

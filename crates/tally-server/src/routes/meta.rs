@@ -33,7 +33,10 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
 
 /// The OpenAPI 3.1 description of this API, generated from the code.
 pub async fn openapi_json() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi_json())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi_json(),
+    )
 }
 
 /// A readable page of the API description that needs no internet access.

@@ -14,7 +14,11 @@ use tally_core::input::ServiceInput;
 #[utoipa::path(put, path = "/api/v1/services/{name}", tag = "entities", request_body = ServiceInput,
     params(("name" = String, Path)),
     responses((status = 201, body = ServiceView), (status = 200, body = ServiceView), (status = 422, body = ErrorBody)))]
-pub async fn put_service(State(s): State<AppState>, Path(name): Path<String>, JsonBody(body): JsonBody<ServiceInput>) -> ApiResult<(StatusCode, Json<ServiceView>)> {
+pub async fn put_service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<ServiceInput>,
+) -> ApiResult<(StatusCode, Json<ServiceView>)> {
     let service = body.validate(&name)?;
     let outcome = s.store.put_service(&service).await?;
     Ok((write_status(outcome), Json(service.into())))
@@ -23,15 +27,25 @@ pub async fn put_service(State(s): State<AppState>, Path(name): Path<String>, Js
 /// One service.
 #[utoipa::path(get, path = "/api/v1/services/{name}", tag = "entities", params(("name" = String, Path)),
     responses((status = 200, body = ServiceView), (status = 404, body = ErrorBody)))]
-pub async fn get_service(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ServiceView>> {
-    let svc = s.store.get_service(&name).await?.ok_or_else(|| ApiError::NotFound(format!("service `{name}` does not exist")))?;
+pub async fn get_service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ServiceView>> {
+    let svc = s
+        .store
+        .get_service(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("service `{name}` does not exist")))?;
     Ok(Json(svc.into()))
 }
 
 /// Services in name order.
 #[utoipa::path(get, path = "/api/v1/services", tag = "entities", params(ListParams),
     responses((status = 200, body = ListPage<ServiceView>), (status = 422, body = ErrorBody)))]
-pub async fn list_services(State(s): State<AppState>, Query(q): Query<ListParams>) -> ApiResult<Json<ListPage<ServiceView>>> {
+pub async fn list_services(
+    State(s): State<AppState>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<ListPage<ServiceView>>> {
     let page = s.store.list_services(&q.page()?).await?;
     Ok(Json(ListPage::map(page, Into::into)))
 }
