@@ -260,9 +260,9 @@ impl Life<'_> {
     fn first_state(&mut self) -> State {
         let upmarket = CHANNELS[self.channel].upmarket;
         let tier_weights = if upmarket {
-            [0.42, 0.38, 0.20]
+            [0.50, 0.36, 0.14]
         } else {
-            [0.63, 0.29, 0.08]
+            [0.68, 0.27, 0.05]
         };
         let tier = Tier::ALL[pick_weighted(self.rng, &tier_weights)];
         let interval = match tier {
@@ -279,7 +279,8 @@ impl Life<'_> {
         let quantity = match tier {
             Tier::Starter => 1,
             Tier::Professional => [1, 1, 1, 1, 1, 2, 2, 3, 3, 5, 8][self.rng.gen_range(0..11)],
-            Tier::Enterprise => [1, 1, 1, 1, 2, 2, 3, 5][self.rng.gen_range(0..8)],
+            // Enterprise is a per-workspace contract; a few buy several workspaces.
+            Tier::Enterprise => [1, 1, 1, 1, 1, 1, 1, 2, 2, 3][self.rng.gen_range(0..10)],
         };
         let discount = match CHANNELS[self.channel].name {
             "partner" if self.rng.gen_bool(0.5) => 15,
@@ -494,7 +495,7 @@ impl Life<'_> {
         let interval = state.interval();
         let up = match tier {
             Tier::Starter => 0.03,
-            Tier::Professional => 0.014,
+            Tier::Professional => 0.008,
             Tier::Enterprise => 0.0,
         };
         let down = match tier {
@@ -509,15 +510,18 @@ impl Life<'_> {
             next.plan = plan_index(tier.down().expect("odds are 0 at the bottom"), interval);
             next.quantity = next.quantity.min(3);
         }
-        if next.tier() != Tier::Starter {
-            let r: f64 = self.rng.gen();
-            if r < per(0.045) {
-                next.quantity += [1, 1, 1, 2, 3][self.rng.gen_range(0..5)];
-            } else if r < per(0.045) + per(0.018) && next.quantity > 1 {
-                next.quantity -= 1;
-            }
-        } else {
+        let (add, remove) = match next.tier() {
+            Tier::Starter => (0.0, 0.0),
+            Tier::Professional => (0.04, 0.018),
+            Tier::Enterprise => (0.012, 0.008),
+        };
+        let r: f64 = self.rng.gen();
+        if next.tier() == Tier::Starter {
             next.quantity = 1;
+        } else if r < per(add) {
+            next.quantity += [1, 1, 1, 2, 3][self.rng.gen_range(0..5)];
+        } else if r < per(add) + per(remove) && next.quantity > 1 {
+            next.quantity -= 1;
         }
         if interval == Interval::Month && next.plan == state.plan && self.rng.gen_bool(0.012) {
             next.plan = plan_index(tier, Interval::Year);
@@ -543,7 +547,7 @@ fn last_tier(s: &Segment) -> Tier {
 /// tiers and for customers who committed to a year.
 fn churn_probability(state: &State, paid_months: u32) -> f64 {
     let monthly: f64 = match state.tier() {
-        Tier::Starter => 0.048,
+        Tier::Starter => 0.042,
         Tier::Professional => 0.028,
         Tier::Enterprise => 0.016,
     };

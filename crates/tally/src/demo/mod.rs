@@ -154,6 +154,8 @@ pub struct DemoSummary {
     pub entities_written: usize,
     /// Events stored now rather than found already stored.
     pub events_inserted: usize,
+    /// Time spent on the entities, and in all.
+    pub entities_elapsed: Duration,
     pub elapsed: Duration,
 }
 
@@ -182,6 +184,7 @@ pub async fn generate(
     bar.set_prefix("entities");
     let entities_written = write_entities(store, &plan, &bar).await?;
     bar.finish();
+    let entities_elapsed = started.elapsed();
 
     let bar = progress.add(ProgressBar::new(event_counts.total() as u64));
     bar.set_style(style());
@@ -195,6 +198,7 @@ pub async fn generate(
         events: event_counts,
         entities_written,
         events_inserted,
+        entities_elapsed,
         elapsed: started.elapsed(),
     })
 }

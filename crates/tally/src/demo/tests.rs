@@ -359,3 +359,66 @@ fn events_match_what_ingestion_would_store() {
         assert_eq!(input.validate(&prices).unwrap(), e);
     }
 }
+
+/// The whole path through a real store: what the plan promises is what the store holds,
+/// and a second run changes nothing.
+#[tokio::test]
+async fn generates_into_a_store_idempotently() {
+    let opts = DemoOptions {
+        customers: 150,
+        events: 12_000,
+        months: 24,
+        event_days: 5,
+        batch_size: 2_500,
+        ..small()
+    };
+    let ts = tally_testkit::TestStore::sqlite().await;
+    let store = ts.store.as_ref();
+    let quiet = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+
+    let first = generate(store, &opts, &quiet).await.unwrap();
+    assert_eq!(store.counts().await.unwrap(), first.counts);
+    assert_eq!(first.events_inserted as i64, first.counts.events);
+    assert!(!first.already_present());
+
+    let p = plan(&opts);
+    let stored = store.billing_data().await.unwrap();
+    let by_id = |mut v: Vec<Subscription>| {
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    };
+    assert_eq!(
+        by_id(stored.subscriptions),
+        by_id(p.billing.subscriptions.clone())
+    );
+    assert_eq!(stored.changes.len(), p.billing.changes.len());
+
+    let second = generate(store, &opts, &quiet).await.unwrap();
+    assert!(second.already_present(), "{second:?}");
+    assert_eq!(store.counts().await.unwrap(), first.counts);
+}
+
+/// The default dataset into SQLite, timed: `cargo test --release -p tally --lib
+/// demo::tests::default_dataset_into_sqlite -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes a release build and a minute"]
+async fn default_dataset_into_sqlite() {
+    let opts = DemoOptions {
+        end: NaiveDate::from_ymd_opt(2025, 11, 20).unwrap(),
+        ..DemoOptions::default()
+    };
+    let ts = tally_testkit::TestStore::sqlite().await;
+    let summary = generate(ts.store.as_ref(), &opts, &MultiProgress::new())
+        .await
+        .unwrap();
+    eprintln!("{summary:#?}");
+    assert_eq!(ts.store.counts().await.unwrap(), summary.counts);
+    let again = generate(ts.store.as_ref(), &opts, &MultiProgress::new())
+        .await
+        .unwrap();
+    eprintln!(
+        "second run: {:?}, already present: {}",
+        again.elapsed,
+        again.already_present()
+    );
+}
