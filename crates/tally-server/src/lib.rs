@@ -8,6 +8,7 @@ pub mod extract;
 pub mod routes;
 pub mod state;
 pub mod views;
+pub mod web;
 
 pub use state::{AppState, Clock, ServerConfig};
 
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = router
         .route("/openapi.json", get(meta::openapi_json))
         .route("/docs", get(meta::docs_page))
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such route; see /docs".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::NotFound("this route does not take that method; see /docs".into())
