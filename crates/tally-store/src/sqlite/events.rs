@@ -20,19 +20,36 @@ fn values_sql(head: &str, rows: usize, cols: usize, tail: &str) -> String {
 }
 
 /// Inserts `events` (distinct ids) and registers their services; returns the new ids.
+///
+/// Which ids are new is found by looking up the ids first rather than with `RETURNING`:
+/// sqlx hands each returned row over from SQLite's thread separately, which costs more
+/// than the inserts, while the lookup returns only the duplicates, usually none. Under
+/// the write lock nothing can come in between.
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     events: &[&Event],
 ) -> StoreResult<HashSet<String>> {
-    let mut new = HashSet::with_capacity(events.len());
-    let head = format!("INSERT INTO events ({})", EVENT_COLS.join(", "));
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let sql = values_sql(
-            &head,
-            chunk.len(),
-            EVENT_COLS.len(),
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
+    let mut stored = HashSet::new();
+    for chunk in events.chunks(MAX_PARAMS) {
+        let sql = format!(
+            "SELECT id FROM events WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
         );
+        let q = chunk
+            .iter()
+            .fold(sqlx::query::<Sqlite>(&sql), |q, e| q.bind(e.id.as_str()));
+        for row in q.fetch_all(&mut *conn).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let new: Vec<&Event> = events
+        .iter()
+        .copied()
+        .filter(|e| !stored.contains(&e.id))
+        .collect();
+    let head = format!("INSERT INTO events ({})", EVENT_COLS.join(", "));
+    for chunk in new.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(&head, chunk.len(), EVENT_COLS.len(), "");
         let mut q = sqlx::query::<Sqlite>(&sql);
         for e in chunk {
             q = q
@@ -58,15 +75,9 @@ pub(super) async fn insert(
                 .bind(e.gauge_name.as_deref())
                 .bind(e.gauge_value);
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            new.insert(row.try_get::<String, _>(0)?);
-        }
+        q.execute(&mut *conn).await?;
     }
-    let services: BTreeSet<&str> = events
-        .iter()
-        .filter(|e| new.contains(&e.id))
-        .filter_map(|e| e.service.as_deref())
-        .collect();
+    let services: BTreeSet<&str> = new.iter().filter_map(|e| e.service.as_deref()).collect();
     let services: Vec<&str> = services.into_iter().collect();
     for chunk in services.chunks(MAX_PARAMS) {
         let sql = values_sql(
@@ -80,5 +91,5 @@ pub(super) async fn insert(
             .fold(sqlx::query::<Sqlite>(&sql), |q, s| q.bind(*s));
         q.execute(&mut *conn).await?;
     }
-    Ok(new)
+    Ok(new.into_iter().map(|e| e.id.clone()).collect())
 }
