@@ -74,7 +74,8 @@ pub trait Store: Send + Sync + 'static {
     /// Upsert keyed by (subscription, effective_at). Unknown subscription: `NotFound`;
     /// unknown plan: `UnknownReference`.
     async fn put_change(&self, change: &SubscriptionChange) -> StoreResult<WriteOutcome>;
-    /// Sets (or moves) the cancellation. Unknown subscription: `NotFound`. A cancellation
+    /// Sets (or moves) the cancellation: `Updated` when it did, `Unchanged` when the
+    /// subscription already ended then. Unknown subscription: `NotFound`. A cancellation
     /// before the start is a `Conflict`.
     async fn cancel_subscription(
         &self,
@@ -130,10 +131,13 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- access ------------------------------------------------------------------------
 
+    /// Creates a key. The same key again is fine; another key with its id or secret hash
+    /// is a `Conflict`.
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
     async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
-    /// Marks the key revoked at `at`; `NotFound` for an unknown id.
+    /// Marks the key revoked at `at` (a revoked key keeps its first revocation time);
+    /// `NotFound` for an unknown id.
     async fn revoke_api_key(&self, id: &str, at: Micros) -> StoreResult<()>;
 
     // ---- alert rules -------------------------------------------------------------------
