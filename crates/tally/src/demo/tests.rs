@@ -362,18 +362,15 @@ fn events_match_what_ingestion_would_store() {
 
 /// The whole path through a real store: what the plan promises is what the store holds,
 /// and a second run changes nothing.
-#[tokio::test]
-async fn generates_into_a_store_idempotently() {
+async fn generates_idempotently_into(store: &dyn Store) {
     let opts = DemoOptions {
-        customers: 150,
-        events: 12_000,
+        customers: 80,
+        events: 6_000,
         months: 24,
         event_days: 5,
         batch_size: 2_500,
         ..small()
     };
-    let ts = tally_testkit::TestStore::sqlite().await;
-    let store = ts.store.as_ref();
     let quiet = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
 
     let first = generate(store, &opts, &quiet).await.unwrap();
@@ -396,6 +393,21 @@ async fn generates_into_a_store_idempotently() {
     let second = generate(store, &opts, &quiet).await.unwrap();
     assert!(second.already_present(), "{second:?}");
     assert_eq!(store.counts().await.unwrap(), first.counts);
+}
+
+#[tokio::test]
+async fn generates_into_sqlite_idempotently() {
+    let ts = tally_testkit::TestStore::sqlite().await;
+    generates_idempotently_into(ts.store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn generates_into_postgres_idempotently() {
+    let Some(ts) = tally_testkit::TestStore::postgres().await else {
+        eprintln!("{} unset: skipped", tally_testkit::PG_ENV);
+        return;
+    };
+    generates_idempotently_into(ts.store.as_ref()).await;
 }
 
 /// The default dataset into SQLite, timed: `cargo test --release -p tally --lib
