@@ -4,12 +4,13 @@
 //! [`required_access`], from the method and path, so a route added later falls under a
 //! rule by construction instead of by remembering to add a guard.
 
+use crate::audit::AuditKey;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -129,19 +130,32 @@ pub async fn authenticate(
     }
 }
 
-/// Middleware: enforces [`required_access`] on every request.
-pub async fn authorize(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// Middleware: enforces [`required_access`] and the rate limits on every request.
+///
+/// A request without a valid key costs its client address one failure token (429 once
+/// they run out); a request with a valid key costs that key one token of its own bucket,
+/// whether or not its role then lets it in. The key id goes into the response's
+/// extensions for the audit log.
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let access = required_access(req.method(), req.uri().path());
     if access == Access::Public {
-        return Ok(next.run(req).await);
+        return next.run(req).await;
     }
-    let caller = authenticate(&state, req.headers()).await?;
-    if !allows(caller.role, access) {
-        return Err(ApiError::Forbidden(format!(
+    let caller = match authenticate(&state, req.headers()).await {
+        Ok(c) => c,
+        Err(e @ ApiError::Unauthorized(_)) => {
+            if let Err(limited) = state.limits.check_failure(crate::audit::client_ip(&req)) {
+                return limited.into_response();
+            }
+            return e.into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let key = AuditKey(caller.key_id.clone());
+    let mut resp = if let Err(limited) = state.limits.check_key(&caller.key_id) {
+        limited.into_response()
+    } else if !allows(caller.role, access) {
+        ApiError::Forbidden(format!(
             "this key has role `{}`, which may not {} `{}`",
             caller.role.as_str(),
             match access {
@@ -150,10 +164,14 @@ pub async fn authorize(
                 _ => "use",
             },
             req.uri().path()
-        )));
-    }
-    req.extensions_mut().insert(caller);
-    Ok(next.run(req).await)
+        ))
+        .into_response()
+    } else {
+        req.extensions_mut().insert(caller);
+        next.run(req).await
+    };
+    resp.extensions_mut().insert(key);
+    resp
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What every handler shares: the store, the resolved configuration, prices and clock.
 
+use crate::limits::{RateLimit, RateLimiters};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_core::input::CurrencyPolicy;
@@ -18,6 +19,15 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Origins allowed by CORS; empty means CORS is off.
     pub cors_origins: Vec<String>,
+    /// Sustained requests per second allowed to one API key; 0 turns rate limits off.
+    pub rate_limit_per_second: u32,
+    /// Requests one key may make at once above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head within this time is closed
+    /// (this also closes idle keep-alive connections).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +37,10 @@ impl Default for ServerConfig {
             max_batch: tally_core::event::MAX_BATCH,
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -56,6 +70,8 @@ pub struct Inner {
     pub prices: PriceTable,
     pub money: CurrencyPolicy,
     pub clock: Clock,
+    /// Per-key and per-address request buckets, built from `config`.
+    pub limits: RateLimiters,
 }
 
 impl AppState {
@@ -66,7 +82,12 @@ impl AppState {
         money: CurrencyPolicy,
         clock: Clock,
     ) -> AppState {
+        let limits = RateLimiters::new(RateLimit {
+            per_second: config.rate_limit_per_second,
+            burst: config.rate_limit_burst,
+        });
         AppState(Arc::new(Inner {
+            limits,
             store,
             config,
             prices,

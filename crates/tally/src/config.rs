@@ -68,6 +68,23 @@ pub struct ServeArgs {
     /// Origins allowed by CORS, comma-separated. [default: none, CORS off]
     #[arg(long, env = "TALLY_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+
+    /// Sustained requests per second per API key; 0 turns rate limits off. [default: 100]
+    #[arg(long, env = "TALLY_RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<u32>,
+
+    /// Requests one key may make at once above the sustained rate. [default: 200]
+    #[arg(long, env = "TALLY_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Most connections served at once. [default: 1024]
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a connection may take to send a request's headers (also the idle
+    /// keep-alive limit). [default: 10]
+    #[arg(long, env = "TALLY_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
 }
 
 /// The config file: every key optional.
@@ -86,6 +103,10 @@ pub struct FileConfig {
     pub max_batch: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub cors_origins: Option<Vec<String>>,
+    pub rate_limit_per_second: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -197,9 +218,32 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<Resolved> {
             .clone()
             .or(file.cors_origins)
             .unwrap_or_default(),
+        rate_limit_per_second: s
+            .rate_limit_per_second
+            .or(file.rate_limit_per_second)
+            .unwrap_or(defaults.rate_limit_per_second),
+        rate_limit_burst: s
+            .rate_limit_burst
+            .or(file.rate_limit_burst)
+            .unwrap_or(defaults.rate_limit_burst),
+        max_connections: s
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        header_read_timeout: s
+            .header_read_timeout_secs
+            .or(file.header_read_timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.header_read_timeout),
     };
     if server.max_batch == 0 || server.max_body_bytes == 0 {
         bail!("max_batch and max_body_bytes must be positive");
+    }
+    if server.max_connections == 0 || server.header_read_timeout.is_zero() {
+        bail!("max_connections and header_read_timeout_secs must be positive");
+    }
+    if server.rate_limit_per_second > 0 && server.rate_limit_burst == 0 {
+        bail!("rate_limit_burst must be positive when rate limits are on");
     }
     let bind = s
         .bind
@@ -223,7 +267,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tally-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tally.toml");
-        std::fs::write(&path, "database_url = \"sqlite://from-file.db\"\nmax_batch = 50\n[exchange_rates]\nEUR = \"1.08\"\n").unwrap();
+        std::fs::write(&path, "database_url = \"sqlite://from-file.db\"\nmax_batch = 50\nrate_limit_per_second = 5\nrate_limit_burst = 9\n[exchange_rates]\nEUR = \"1.08\"\n").unwrap();
         let g = GlobalArgs {
             config: Some(path.clone()),
             ..Default::default()
@@ -238,6 +282,12 @@ mod tests {
         .unwrap();
         assert_eq!(r.database_url, "sqlite://from-file.db");
         assert_eq!(r.server.max_batch, 7);
+        assert_eq!(
+            (r.server.rate_limit_per_second, r.server.rate_limit_burst),
+            (5, 9)
+        );
+        assert_eq!(r.server.max_connections, 1024);
+        assert_eq!(r.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(r.bind.to_string(), DEFAULT_BIND);
         assert_eq!(r.money.rates["EUR"].to_string(), "1.08");
         std::fs::write(&path, "databse_url = 1\n").unwrap();
