@@ -235,7 +235,7 @@ impl Life<'_> {
                 quantity: last.quantity,
                 discount: 0,
             };
-            let tier = last_tier(&last);
+            let tier = PLANS[last.plan].tier;
             let r: f64 = self.rng.gen();
             let tier = if r < 0.2 {
                 tier.down().unwrap_or(tier)
@@ -265,17 +265,18 @@ impl Life<'_> {
             [0.68, 0.27, 0.05]
         };
         let tier = Tier::ALL[pick_weighted(self.rng, &tier_weights)];
-        let interval = match tier {
-            Tier::Starter => [(Interval::Year, 0.16)],
-            Tier::Professional => [(Interval::Year, 0.22)],
-            Tier::Enterprise => [(Interval::Year, 0.38)],
+        let annual = match tier {
+            Tier::Starter => 0.16,
+            Tier::Professional => 0.22,
+            Tier::Enterprise => 0.38,
         };
-        let mut chosen = Interval::Month;
-        if self.rng.gen_bool(interval[0].1) {
-            chosen = Interval::Year;
+        let interval = if self.rng.gen_bool(annual) {
+            Interval::Year
         } else if tier == Tier::Professional && self.rng.gen_bool(0.1) {
-            chosen = Interval::Quarter;
-        }
+            Interval::Quarter
+        } else {
+            Interval::Month
+        };
         let quantity = match tier {
             Tier::Starter => 1,
             Tier::Professional => [1, 1, 1, 1, 1, 2, 2, 3, 3, 5, 8][self.rng.gen_range(0..11)],
@@ -289,7 +290,7 @@ impl Life<'_> {
             _ => 0,
         };
         State {
-            plan: plan_index(tier, chosen),
+            plan: plan_index(tier, interval),
             quantity,
             discount,
         }
@@ -537,10 +538,6 @@ impl Life<'_> {
             || next.discount != state.discount;
         changed.then_some(next)
     }
-}
-
-fn last_tier(s: &Segment) -> Tier {
-    PLANS[s.plan].tier
 }
 
 /// Odds of cancelling at the end of a period: higher in the first months, lower for larger

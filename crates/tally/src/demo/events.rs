@@ -5,7 +5,7 @@
 //! million-event stream never has to sit in memory and can be produced while the previous
 //! batch is being stored.
 
-use super::billing::{customer_id, Billing};
+use super::billing::{customer_id, Billing, Timeline};
 use super::catalog::{ModelDef, ServiceKind, Tier, MODELS, PLANS, PROVIDERS, SERVICES};
 use super::random::{cumulative, lognormal, pick_cumulative, pick_weighted, rng_for, Domain};
 use super::Window;
@@ -70,31 +70,12 @@ pub struct EventStream {
     end: Micros,
     usage_per_day: Vec<usize>,
     profiles: Vec<Profile>,
-    windows: Vec<ActiveWindow>,
+    /// The subscriptions active at some time in the event window.
+    timelines: Vec<Timeline>,
     incidents: Vec<Incident>,
     prices: PriceTable,
     day: usize,
     usage_before: usize,
-}
-
-struct ActiveWindow {
-    customer: usize,
-    start: Micros,
-    end: Micros,
-    trial_end: Option<Micros>,
-    segments: Vec<(Micros, usize, i64)>,
-}
-
-impl ActiveWindow {
-    fn at(&self, t: Micros) -> (usize, i64) {
-        let s = self
-            .segments
-            .iter()
-            .rev()
-            .find(|s| s.0 <= t)
-            .unwrap_or(&self.segments[0]);
-        (s.1, s.2)
-    }
 }
 
 /// Counts of what the stream will produce, known before it runs.
@@ -118,21 +99,11 @@ impl EventStream {
             .collect();
         let days = window.event_days;
         let first_day = window.events_from;
-        let windows = billing
+        let timelines = billing
             .timelines
             .iter()
-            .map(|t| ActiveWindow {
-                customer: t.customer,
-                start: t.start,
-                end: t.end.unwrap_or(i64::MAX),
-                trial_end: t.trial_end,
-                segments: t
-                    .segments
-                    .iter()
-                    .map(|s| (s.from, s.plan, s.quantity))
-                    .collect(),
-            })
-            .filter(|w| w.end > first_day && w.start <= window.end)
+            .filter(|t| t.end.is_none_or(|e| e > first_day) && t.start <= window.end)
+            .cloned()
             .collect();
         let mut stream = EventStream {
             seed,
@@ -141,7 +112,7 @@ impl EventStream {
             end: window.end,
             usage_per_day: Vec::new(),
             profiles,
-            windows,
+            timelines,
             incidents: incidents(seed, first_day, days),
             prices: PriceTable::builtin(1000.into()),
             day: 0,
@@ -175,15 +146,15 @@ impl EventStream {
     fn slots(&self, d: usize) -> Vec<(Slot, f64)> {
         let (day_start, day_end) = self.day_span(d);
         let mut out = Vec::new();
-        for w in &self.windows {
+        for w in &self.timelines {
             let from = w.start.max(day_start);
-            let to = w.end.min(day_end);
+            let to = w.end.unwrap_or(Micros::MAX).min(day_end);
             if from >= to {
                 continue;
             }
-            let (plan, quantity) = w.at(from);
-            let in_trial = w.trial_end.is_some_and(|te| from < te);
-            let tier = PLANS[plan].tier;
+            let segment = w.segment_at(from);
+            let in_trial = w.in_trial(from);
+            let tier = PLANS[segment.plan].tier;
             let tier_weight = if in_trial {
                 0.6
             } else {
@@ -196,7 +167,7 @@ impl EventStream {
             let share = (to - from) as f64 / DAY as f64;
             let weight = self.profiles[w.customer].intensity
                 * tier_weight
-                * (quantity as f64).sqrt()
+                * (segment.quantity as f64).sqrt()
                 * share;
             let whole_day = from == day_start && to == day_start + DAY;
             out.push((
@@ -555,7 +526,7 @@ fn incidents(seed: u64, first_day: Micros, days: usize) -> Vec<Incident> {
 
 /// Weekends are quiet, and no two days are quite alike.
 fn day_factor(seed: u64, d: usize, day_start: Micros) -> f64 {
-    let mut rng = rng_for(seed, Domain::EventDay, 1_000_000 + d as u64);
+    let mut rng = rng_for(seed, Domain::DayFactor, d as u64);
     let weekday = match date_of(day_start).weekday() {
         Weekday::Sat => 0.48,
         Weekday::Sun => 0.42,

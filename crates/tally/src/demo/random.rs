@@ -18,6 +18,7 @@ pub enum Domain {
     Incidents = 4,
     EventDay = 5,
     Finance = 6,
+    DayFactor = 7,
 }
 
 pub fn rng_for(seed: u64, domain: Domain, index: u64) -> ChaCha8Rng {
