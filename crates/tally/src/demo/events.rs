@@ -8,7 +8,7 @@
 use super::billing::{customer_id, Billing, Timeline};
 use super::catalog::{ModelDef, ServiceKind, Tier, MODELS, PLANS, PROVIDERS, SERVICES};
 use super::random::{cumulative, lognormal, pick_cumulative, pick_weighted, rng_for, Domain};
-use super::Window;
+use super::{DemoOptions, Window};
 use chrono::{Datelike, Weekday};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -93,7 +93,8 @@ impl EventCounts {
 }
 
 impl EventStream {
-    pub fn new(seed: u64, usage_events: usize, billing: &Billing, window: &Window) -> EventStream {
+    pub fn new(opts: &DemoOptions, billing: &Billing, window: &Window) -> EventStream {
+        let seed = opts.seed;
         let profiles = (0..billing.customers.len())
             .map(|c| profile(seed, c))
             .collect();
@@ -114,7 +115,7 @@ impl EventStream {
             profiles,
             timelines,
             incidents: incidents(seed, first_day, days),
-            prices: PriceTable::builtin(1000.into()),
+            prices: opts.prices.clone(),
             day: 0,
             usage_before: 0,
         };
@@ -125,7 +126,7 @@ impl EventStream {
                 day_factor(seed, d, day_start) * slots.iter().map(|s| s.1).sum::<f64>()
             })
             .collect();
-        stream.usage_per_day = super::random::apportion(usage_events, &weights);
+        stream.usage_per_day = super::random::apportion(opts.events, &weights);
         stream
     }
 

@@ -26,6 +26,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 use tally_core::event::Event;
 use tally_core::model::*;
+use tally_core::pricing::PriceTable;
 use tally_core::time::{day_start, Micros, Month, MICROS_PER_DAY};
 use tally_store::{Counts, Store};
 
@@ -43,6 +44,9 @@ pub struct DemoOptions {
     pub event_days: u32,
     /// Events per `insert_events` call.
     pub batch_size: usize,
+    /// Prices LLM calls as ingestion would: pass the installation's table so stored costs
+    /// match what its own ingestion computes.
+    pub prices: PriceTable,
 }
 
 impl Default for DemoOptions {
@@ -55,6 +59,7 @@ impl Default for DemoOptions {
             months: 30,
             event_days: 90,
             batch_size: 10_000,
+            prices: PriceTable::builtin(1000.into()),
         }
     }
 }
@@ -113,7 +118,7 @@ pub fn plan(opts: &DemoOptions) -> DemoPlan {
 impl DemoPlan {
     /// The events that go with this plan, a day at a time.
     pub fn event_stream(&self, opts: &DemoOptions) -> EventStream {
-        EventStream::new(opts.seed, opts.events, &self.billing, &Window::new(opts))
+        EventStream::new(opts, &self.billing, &Window::new(opts))
     }
 
     /// Rows the store holds after the plan and `events` are written.

@@ -14,6 +14,7 @@ fn small() -> DemoOptions {
         months: 30,
         event_days: 30,
         batch_size: 5_000,
+        ..DemoOptions::default()
     }
 }
 
@@ -328,10 +329,12 @@ fn events_match_what_ingestion_would_store() {
         customers: 200,
         events: 4_000,
         event_days: 7,
+        // An installation's own rate, to show the generator prices as it would.
+        prices: PriceTable::builtin(250.into()),
         ..small()
     };
     let p = plan(&opts);
-    let prices = PriceTable::builtin(1000.into());
+    let prices = &opts.prices;
     for e in all_events(&p, &opts).into_iter().step_by(7) {
         let input = EventInput {
             id: e.id.clone(),
@@ -356,7 +359,7 @@ fn events_match_what_ingestion_would_store() {
             name: e.gauge_name.clone(),
             value: e.gauge_value,
         };
-        assert_eq!(input.validate(&prices).unwrap(), e);
+        assert_eq!(input.validate(prices).unwrap(), e);
     }
 }
 
