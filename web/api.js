@@ -34,8 +34,9 @@ export function apiUrl(path, params = {}) {
   return "/api/v1/" + path + (qs ? "?" + qs : "");
 }
 
-/** GETs `url` (from apiUrl) with the signed-in key; rejects with ApiError on non-2xx. */
-export async function getJSON(url, signal) {
+/** GETs `url` (from apiUrl) with the signed-in key; rejects with ApiError on non-2xx. A 429
+ * with a short `Retry-After` is retried once after that wait. */
+export async function getJSON(url, signal, retried = false) {
   const key = getKey();
   const headers = { Accept: "application/json" };
   if (key) headers.Authorization = "Bearer " + key;
@@ -45,6 +46,13 @@ export async function getJSON(url, signal) {
   } catch (e) {
     if (e.name === "AbortError") throw e;
     throw new ApiError(0, "network", "the server could not be reached");
+  }
+  if (res.status === 429 && !retried) {
+    const wait = Number(res.headers.get("Retry-After"));
+    if (wait >= 0 && wait <= 5) {
+      await new Promise((r) => setTimeout(r, wait * 1000 + 50));
+      return getJSON(url, signal, true);
+    }
   }
   let body = null;
   try {

@@ -42,6 +42,7 @@ function go(page, params) {
 function explain(err) {
   if (err.status === 401) return `Key not recognised (401): ${err.message}. Sign in with a valid API key.`;
   if (err.status === 403) return `This key's role can't read analytics (403): ${err.message}. Use an analyst or admin key.`;
+  if (err.status === 429) return `Rate limited (429): ${err.message}. Wait a moment and reload.`;
   if (err.status === 0) return `The server could not be reached: ${err.message}.`;
   return `Request failed (${err.status}): ${err.message}`;
 }

@@ -128,13 +128,18 @@ function yAxis(svg, ticks, y, x0, x1, kind) {
   }
 }
 
-function xLabels(svg, labels, xc, y, plotW) {
+function xLabels(svg, labels, xc, y, plotW, totalW) {
   const g = svgEl("g", { class: "axis x", "aria-hidden": "true" }, svg);
   const maxLen = Math.max(...labels.map((l) => String(l).length));
   const every = Math.max(1, Math.ceil((labels.length * (maxLen * 6.5 + 8)) / plotW));
   // Every `every`-th label, counted back from the last so the newest is always labelled.
   labels.forEach((l, i) => {
-    if ((labels.length - 1 - i) % every === 0) text(g, xc(i), y, l, { "text-anchor": "middle" });
+    if ((labels.length - 1 - i) % every !== 0) return;
+    // Labels at the edges are anchored inwards so they stay inside the chart.
+    const half = String(l).length * 3.3;
+    const x = xc(i);
+    const anchor = x + half > totalW ? "end" : x - half < 0 ? "start" : "middle";
+    text(g, anchor === "end" ? totalW - 1 : anchor === "start" ? 1 : x, y, l, { "text-anchor": anchor });
   });
 }
 
@@ -163,7 +168,7 @@ export function lineChart(fig, spec) {
   const y = (v) => mt + ((ticks[ticks.length - 1] - v) / (ticks[ticks.length - 1] - ticks[0])) * (h - mt - mb);
   const svg = frame(fig, w, h, spec.label || series.map((s) => s.name).join(", "));
   yAxis(svg, ticks, y, ml, w - mr, kind);
-  xLabels(svg, labels, xc, h - 8, plotW);
+  xLabels(svg, labels, xc, h - 8, plotW, w);
   series.forEach((s, i) => (s.color = s.color || PALETTE[i % PALETTE.length]));
   if (band) {
     band.color = band.color || series[series.length - 1].color;
@@ -231,7 +236,7 @@ export function stackedBars(fig, spec) {
   const y = (v) => mt + ((top - v) / (top - bot)) * (h - mt - mb);
   const svg = frame(fig, w, h, spec.label || series.map((s) => s.name).join(", "));
   yAxis(svg, ticks, y, ml, w - mr, kind);
-  xLabels(svg, labels, xc, h - 8, plotW);
+  xLabels(svg, labels, xc, h - 8, plotW, w);
   series.forEach((s, i) => (s.color = s.color || PALETTE[i % PALETTE.length]));
   labels.forEach((l, i) => {
     let up = 0, down = 0;
@@ -317,7 +322,7 @@ export function groupedBars(fig, spec) {
   const y = (v) => mt + ((top - v) / (top - bot)) * (h - mt - mb);
   const svg = frame(fig, w, h, spec.label || "grouped bars");
   yAxis(svg, ticks, y, ml, w - mr, kind);
-  xLabels(svg, labels, (i) => ml + band * (i + 0.5), h - 8, plotW);
+  xLabels(svg, labels, (i) => ml + band * (i + 0.5), h - 8, plotW, w);
   series.forEach((s, j) => (s.color = s.color || PALETTE[j % PALETTE.length]));
   labels.forEach((l, i) => {
     series.forEach((s, j) => {
