@@ -182,7 +182,7 @@ async function revenue(ctx) {
       const pad = (arr, before, after) => [...Array(before).fill(null), ...arr, ...Array(after).fill(null)];
       const last = hist.length ? hist[hist.length - 1].mrr : null;
       body.innerHTML =
-        chartFig("revenue-mrr", `Month-end MRR (the current month to date) and ${fc.length}-month forecast`) +
+        chartFig("revenue-mrr", fc.length ? `Month-end MRR (the current month to date) and ${fc.length}-month forecast` : "Month-end MRR (the current month to date)") +
         (fc.length
           ? `<p class="note">Forecast: ${esc(label(f.data.model))}, ${fig(f, f.data, "forecast.0.confidence", "int")} % prediction band, fitted on ${esc(f.data.fitted_from || "")}–${esc(f.data.fitted_to || "")}; backtest MAPE ${fig(f, f.data, "backtest_mape", "pct")}. Next month: ${fig(f, f.data, "forecast.0.forecasted_mrr", "money")} (${fig(f, f.data, "forecast.0.lower_bound", "money")} – ${fig(f, f.data, "forecast.0.upper_bound", "money")}).</p>`
           : `<p class="note">No forecast: ${esc(f.data.reason || "not enough data")}.</p>`);

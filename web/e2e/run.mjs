@@ -9,7 +9,8 @@
 // request (fetched here, independently of the page) and is formatted as expected; the
 // layout has no horizontal overflow at 1280 and 1024 px; text contrast is ≥ 4.5:1
 // (3:1 for large text); charts answer the keyboard with a tooltip; the date picker
-// moves `as_of` on every request; a wrong key shows 401 and an ingest key shows 403.
+// moves `as_of` on every request; a wrong key shows 401 and an ingest key shows 403; at a
+// day before any data every page still draws and shows undefined figures as "—".
 // Screenshots of each page go to screenshots/.
 
 import { chromium } from "playwright-core";
@@ -24,6 +25,7 @@ const KEY = process.env.TALLY_KEY;
 const INGEST_KEY = process.env.TALLY_INGEST_KEY;
 const AS_OF = process.env.AS_OF || "2026-11-28";
 const AS_OF_2 = process.env.AS_OF_2 || "2026-10-31";
+const AS_OF_EMPTY = process.env.AS_OF_EMPTY || "2020-01-01";
 const SHOTS = process.env.SCREENSHOT_DIR || join(here, "screenshots");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const PAGES = ["overview", "revenue", "customers", "services", "llm", "metering"];
@@ -134,6 +136,7 @@ try {
     const t = await err.textContent();
     if (!/401/.test(t) || !/not recognised/i.test(t)) fail(`401 not shown as such: "${t}"`);
     else log(`401 shown: ${t.slice(0, 80)}…`);
+    await page.screenshot({ path: join(SHOTS, "signin-401.png") });
     if (INGEST_KEY) {
       await page.getByLabel("API key").fill(INGEST_KEY);
       await page.getByRole("button", { name: "Sign in" }).click();
@@ -169,7 +172,7 @@ try {
   }
 
   /** Checks every chart and every figure on the page; returns counts. */
-  async function checkPage(name, asOf) {
+  async function checkPage(name, asOf, { charts: wantCharts = true } = {}) {
     const charts = await page.$$eval("figure.chart", (figs) =>
       figs.map((f) => {
         const marks = [...f.querySelectorAll("svg .mark")];
@@ -181,7 +184,7 @@ try {
       }),
     );
     if (!charts.length) fail(`${name}: no charts`);
-    for (const c of charts) {
+    for (const c of wantCharts ? charts : []) {
       if (!c.drawn) fail(`${name}: chart ${c.id} has no data marks drawn${c.empty ? " (says no data)" : ""}`);
     }
     const figs = await page.$$eval(".fig", (els) => els.map((e) => ({ src: e.dataset.src, path: e.dataset.path, kind: e.dataset.kind, value: e.dataset.value, text: e.textContent })));
@@ -206,6 +209,8 @@ try {
   async function layoutAndContrast(name, width) {
     const over = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     if (over > 0) fail(`${name} at ${width}px: ${over}px horizontal overflow`);
+    const clipped = await page.$$eval(".kpi-value", (els) => els.filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.textContent));
+    clipped.forEach((c) => fail(`${name} at ${width}px: KPI "${c}" does not fit its tile`));
     const low = await page.evaluate(() => {
       const parse = (c) => {
         const m = c.match(/rgba?\(([^)]+)\)/);
@@ -320,6 +325,18 @@ try {
   const r4 = await checkPage("metering (last month)", AS_OF);
   if (!(await page.$$eval(".fig", (els) => els.some((e) => e.dataset.src.includes("period=last_month"))))) fail("the period picker did not reach the requests");
   result.figures_compared += r4.figures;
+
+  // 6. A day before any data: every page still draws, undefined figures show as "—"
+  //    (checked against the API's nulls like any other figure), and nothing errs.
+  let nulls = 0;
+  for (const name of PAGES) {
+    await openPage(name, AS_OF_EMPTY);
+    const r = await checkPage(`${name} (before any data)`, AS_OF_EMPTY, { charts: false });
+    nulls += await page.$$eval(".fig", (els) => els.filter((e) => e.dataset.value === "null" && e.textContent === "—").length);
+    result.figures_compared += r.figures;
+  }
+  if (!nulls) fail(`no undefined figure shown as "—" at ${AS_OF_EMPTY}`);
+  log(`before any data (${AS_OF_EMPTY}): every page drawn, ${nulls} undefined figures shown as "—"`);
 
   problems.forEach(fail);
   result.console_errors += problems.length;
