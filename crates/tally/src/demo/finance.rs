@@ -25,11 +25,11 @@ pub fn costs(
         for s in SERVICES {
             // (fixed, per active customer) USD per month
             let (fixed, per_customer) = match s.kind {
-                ServiceKind::LlmInference => (4_000.0, 18.0),
-                ServiceKind::OpenWebui => (900.0, 4.0),
-                ServiceKind::Storage => (400.0, 6.0),
-                ServiceKind::Bandwidth => (250.0, 5.0),
-                ServiceKind::Search => (700.0, 5.0),
+                ServiceKind::LlmInference => (3_000.0, 13.0),
+                ServiceKind::OpenWebui => (700.0, 3.0),
+                ServiceKind::Storage => (300.0, 4.5),
+                ServiceKind::Bandwidth => (200.0, 3.5),
+                ServiceKind::Search => (500.0, 3.5),
             };
             costs.push(CostRecord {
                 month,
@@ -43,7 +43,7 @@ pub fn costs(
             month,
             category: CostCategory::Other,
             service: String::new(),
-            amount: cents((8_000.0 + 12.0 * active) * noise()),
+            amount: cents((6_000.0 + 9.0 * active) * noise()),
         });
         for (c, ch) in CHANNELS.iter().enumerate() {
             if ch.base_spend == 0 && ch.spend_per_signup == 0 || i < ch.from_month {
