@@ -77,6 +77,8 @@ pub async fn demo(cfg: Resolved, args: DemoArgs, no_serve: bool) -> Result<()> {
             end: args.end.unwrap_or_else(|| chrono::Utc::now().date_naive()),
             customers: args.customers,
             events: args.events,
+            // LLM calls are priced as this installation prices ingested ones.
+            prices: cfg.prices.clone(),
             ..Default::default()
         };
         eprintln!(
