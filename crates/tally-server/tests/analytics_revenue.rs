@@ -124,7 +124,14 @@ async fn fixture(app: &TestApp) {
         ok(app.put(&format!("/api/v1/customers/{id}"), body).await);
     }
     // (subscription, customer, plan, started_at, trial_ends_at, discount_percent)
-    type Sub<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+    type Sub<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
     let subs: [Sub; 13] = [
         ("s1", "c1", "basic", "2024-09-01T00:00:00Z", None, None),
         ("s2", "c2", "pro_m", "2024-10-01T00:00:00Z", None, None),
