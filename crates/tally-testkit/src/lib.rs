@@ -265,3 +265,54 @@ mod tests {
         );
     }
 }
+
+/// A `tally serve` child process started by a test.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Runs `bin serve --database-url URL --bind 127.0.0.1:0 EXTRA...` and waits for the
+    /// "listening on" line that tells the port it got.
+    pub fn start(bin: &str, url: &str, extra: &[&str]) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(bin)
+            .args(["serve", "--database-url", url, "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .env("TALLY_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tally");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("tally exited before listening")
+                .expect("read stdout");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, base }
+    }
+
+    /// SIGKILL: no graceful shutdown, no flush.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,46 +3,11 @@
 //! SQLite, and on PostgreSQL when TALLY_TEST_DATABASE_URL is set.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use tally_store::Role;
-use tally_testkit::{add_key, both_stores, TestStore};
+use tally_testkit::{add_key, both_stores, ServerProcess, TestStore};
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-/// Starts `tally serve` on port 0 and waits for the address it prints.
-fn start(url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["serve", "--database-url", url, "--bind", "127.0.0.1:0"])
-        .env("TALLY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tally");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("tally exited before listening")
-            .expect("read stdout");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
-}
-
-impl Server {
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
+fn start(url: &str) -> ServerProcess {
+    ServerProcess::start(env!("CARGO_BIN_EXE_tally"), url, &[])
 }
 
 fn events(n: usize) -> Value {

@@ -5,56 +5,25 @@
 //! answers). Runs on SQLite, and on PostgreSQL when TALLY_TEST_DATABASE_URL is set.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_core::event::EventKind;
 use tally_core::time::parse_instant;
 use tally_store::{Role, Span, UsageQuery};
-use tally_testkit::{add_key, both_stores, TestStore};
+use tally_testkit::{add_key, both_stores, ServerProcess, TestStore};
 
 const CLIENTS: usize = 4;
 const BATCHES: usize = 40;
 const BATCH: usize = 100;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-/// Starts `tally serve` on port 0 (rate limits off: the clients send flat out) and waits
-/// for the address it prints.
-fn start(url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "serve",
-            "--database-url",
-            url,
-            "--bind",
-            "127.0.0.1:0",
-            "--rate-limit-per-second",
-            "0",
-        ])
-        .env("TALLY_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tally");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("tally exited before listening")
-            .expect("read stdout");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+/// Starts `tally serve` on port 0 (rate limits off: the clients send flat out).
+fn start(url: &str) -> ServerProcess {
+    ServerProcess::start(
+        env!("CARGO_BIN_EXE_tally"),
+        url,
+        &["--rate-limit-per-second", "0"],
+    )
 }
 
 /// Batch `b` of client `c`: ids `c{c}_b{b}_e{i}`, each with quantity 3 (units).
@@ -110,7 +79,7 @@ async fn every_event_exactly_once_after_sigkill(store: TestStore) {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut server = start(&store.url);
+    let server = start(&store.url);
     let acked = Arc::new(AtomicUsize::new(0));
 
     // Phase 1: every client sends all its batches; the server dies part-way.
@@ -145,8 +114,7 @@ async fn every_event_exactly_once_after_sigkill(store: TestStore) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("reap");
+    server.kill();
     let mut acks: Vec<Acks> = Vec::new();
     for t in tasks {
         acks.push(t.await.unwrap());
@@ -186,9 +154,7 @@ async fn every_event_exactly_once_after_sigkill(store: TestStore) {
     for t in tasks {
         acks.push(t.await.unwrap());
     }
-    let mut server = server;
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("reap");
+    server.kill();
 
     // Every batch is acknowledged now.
     assert!(acks.iter().flatten().all(Option::is_some));
