@@ -30,7 +30,7 @@ def ensure_duckdb():
     except ImportError:
         pass
     py = os.path.join(VENV, "bin", "python")
-    if os.path.realpath(sys.executable) == os.path.realpath(py):
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
         sys.exit("duckdb is not importable even inside " + VENV)
     if not os.path.exists(py):
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True, stdout=sys.stderr)

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The 21 endpoints of api.md, with the parameters the dashboard uses.
 pub const ENDPOINTS: [&str; 21] = [
@@ -100,7 +100,8 @@ pub async fn invalidate(
 }
 
 /// Cold samples: `rounds` rounds of one request per endpoint, the first right after the
-/// server started, each later one after an invalidating write.
+/// server started, each later one after an invalidating write; no round starts after
+/// `budget` once three are done.
 pub async fn cold(
     http: &reqwest::Client,
     base: &str,
@@ -108,9 +109,14 @@ pub async fn cold(
     as_of: &str,
     after: &str,
     rounds: usize,
+    budget: Duration,
 ) -> Result<Vec<Vec<f64>>> {
     let mut out = vec![Vec::new(); ENDPOINTS.len()];
+    let started = Instant::now();
     for r in 0..rounds {
+        if r >= 3 && started.elapsed() > budget {
+            break;
+        }
         if r > 0 {
             invalidate(http, base, key, r, after).await?;
         }
@@ -122,20 +128,26 @@ pub async fn cold(
     Ok(out)
 }
 
-/// Warm samples: one unmeasured request, then `n` measured ones, per endpoint.
+/// Warm samples: one unmeasured request, then `n` measured ones per endpoint (fewer, but
+/// at least five, when they take longer than `budget`).
 pub async fn warm(
     http: &reqwest::Client,
     base: &str,
     key: &str,
     as_of: &str,
     n: usize,
+    budget: Duration,
 ) -> Result<Vec<(Vec<f64>, usize)>> {
     let mut out = Vec::new();
     for p in ENDPOINTS {
         let path = with_as_of(p, as_of);
         let (_, body) = get(http, base, key, &path).await?;
         let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
+        let started = Instant::now();
+        for i in 0..n {
+            if i >= 5 && started.elapsed() > budget {
+                break;
+            }
             v.push(get(http, base, key, &path).await?.0);
         }
         out.push((v, body.len()));

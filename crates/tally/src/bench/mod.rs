@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tally_core::pricing::PriceTable;
 use tally_core::time::{day_start, MICROS_PER_DAY};
 use tally_store::Role;
@@ -83,6 +83,12 @@ pub struct Args {
     /// Warm requests per endpoint.
     #[arg(long, default_value_t = 50)]
     pub warm: usize,
+    /// Seconds after which no new cold round starts (at least three run).
+    #[arg(long, default_value_t = 120)]
+    pub cold_budget_secs: u64,
+    /// Seconds of warm requests per endpoint after which sampling stops (at least five).
+    #[arg(long, default_value_t = 20)]
+    pub warm_budget_secs: u64,
     /// At most this many rows for the raw-store insert comparison.
     #[arg(long, default_value_t = 20_000_000)]
     pub raw_limit: usize,
@@ -114,6 +120,8 @@ fn say(msg: impl AsRef<str>) {
 
 pub async fn run(args: Args) -> Result<report::Report> {
     let started = Instant::now();
+    let build = report::build_info();
+    let machine = report::machine();
     let (customers, events) = args.scale.size();
     let end = NaiveDate::parse_from_str(END, "%Y-%m-%d")?;
     let opts = crate::demo::DemoOptions {
@@ -246,9 +254,18 @@ pub async fn run(args: Args) -> Result<report::Report> {
         &as_of,
         &after,
         args.cold_rounds.max(1),
+        Duration::from_secs(args.cold_budget_secs),
     )
     .await?;
-    let warm = latency::warm(&http, &srv.base, &key, &as_of, args.warm.max(1)).await?;
+    let warm = latency::warm(
+        &http,
+        &srv.base,
+        &key,
+        &as_of,
+        args.warm.max(1),
+        Duration::from_secs(args.warm_budget_secs),
+    )
+    .await?;
     let endpoints: Vec<latency::EndpointLatency> = latency::ENDPOINTS
         .iter()
         .zip(cold)
@@ -335,8 +352,17 @@ pub async fn run(args: Args) -> Result<report::Report> {
             .output()
             .await
             .context("running the DuckDB script")?;
-        let _ = std::fs::remove_file(&csv);
-        let mut v = if out.status.success() {
+        let failed = !out.status.success();
+        if failed {
+            say(format!(
+                "the DuckDB script failed; its inputs are kept: {} {}",
+                csv.display(),
+                resp_path.display()
+            ));
+        } else {
+            let _ = std::fs::remove_file(&csv);
+        }
+        let mut v = if !failed {
             serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| serde_json::json!({"error": format!("unreadable output: {e}")}))
         } else {
@@ -346,7 +372,9 @@ pub async fn run(args: Args) -> Result<report::Report> {
         v["export_seconds"] = export_seconds.into();
         Some(v)
     };
-    let _ = std::fs::remove_dir_all(&work);
+    if duckdb.as_ref().is_none_or(|d| d.get("error").is_none()) {
+        let _ = std::fs::remove_dir_all(&work);
+    }
 
     let total_events = phases.iter().map(|p| p.events).sum::<usize>();
     let ingest_seconds = phases.iter().map(|p| p.seconds).sum::<f64>();
@@ -356,7 +384,8 @@ pub async fn run(args: Args) -> Result<report::Report> {
         clients: args.clients,
         as_of,
         seed: opts.seed,
-        machine: report::machine(),
+        machine,
+        build,
         counts: counts.into(),
         generation: report::Generation {
             entities_seconds,
@@ -378,6 +407,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
         raw,
         duckdb,
         total_seconds: started.elapsed().as_secs_f64(),
+        loadavg_end: report::loadavg(),
     };
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(

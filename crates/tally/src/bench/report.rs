@@ -28,12 +28,47 @@ pub struct Ingestion {
     pub phases: Vec<PhaseResult>,
 }
 
+/// `git rev-parse --short HEAD`, with the number of changed files when the tree is dirty
+/// (the binaries were built from that tree).
+pub fn build_info() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).map_or(0, |s| s.lines().count());
+    if dirty == 0 {
+        head
+    } else {
+        format!("{head} + {dirty} files changed in the working tree")
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Machine {
     pub cpus: usize,
     pub cpu_model: String,
     pub mem_total_kib: u64,
     pub started_at: String,
+    /// /proc/loadavg when the run started: the machine is shared, so figures vary.
+    pub loadavg_start: String,
+}
+
+/// The first three fields of /proc/loadavg.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn machine() -> Machine {
@@ -52,6 +87,7 @@ pub fn machine() -> Machine {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0),
         started_at: chrono::Utc::now().to_rfc3339(),
+        loadavg_start: loadavg(),
     }
 }
 
@@ -93,6 +129,8 @@ pub struct Report {
     pub as_of: String,
     pub seed: u64,
     pub machine: Machine,
+    /// The commit the binaries were built from, and whether the tree had local changes.
+    pub build: String,
     pub counts: Counts,
     pub generation: Generation,
     pub ingestion: Ingestion,
@@ -104,6 +142,7 @@ pub struct Report {
     pub raw: RawInsert,
     pub duckdb: Option<serde_json::Value>,
     pub total_seconds: f64,
+    pub loadavg_end: String,
 }
 
 fn mib(b: u64) -> f64 {
@@ -134,7 +173,7 @@ impl Report {
         let _ = writeln!(
             s,
             "Data: {} customers, {} subscriptions, {} invoices, {} events ({} usage events sent over HTTP). \
-Machine: {} CPUs ({}), run started {}.\n",
+Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at the end. Build: {}.\n",
             c.customers,
             c.subscriptions,
             c.invoices,
@@ -142,7 +181,10 @@ Machine: {} CPUs ({}), run started {}.\n",
             self.generation.usage_events,
             self.machine.cpus,
             self.machine.cpu_model,
-            self.machine.started_at
+            self.machine.started_at,
+            self.machine.loadavg_start,
+            self.loadavg_end,
+            self.build
         );
         let _ = writeln!(s, "| measure | value |\n|---|---|");
         for p in &self.ingestion.phases {
@@ -222,19 +264,22 @@ Machine: {} CPUs ({}), run started {}.\n",
             );
             let _ = writeln!(
                 s,
-                "| DuckDB step | ms | same figures as tally |\n|---|---:|---|"
+                "| DuckDB step | cold ms | warm ms (median of 5) | same figures as tally |\n|---|---:|---:|---|"
             );
             let _ = writeln!(
                 s,
-                "| export from the store to CSV (harness) | {:.0} | |",
+                "| export from the store to CSV (harness) | {:.0} | | |",
                 d["export_seconds"].as_f64().unwrap_or(0.0) * 1e3
             );
             if let Some(steps) = d["steps"].as_array() {
                 for st in steps {
                     let _ = writeln!(
                         s,
-                        "| {} | {:.1} | {} |",
+                        "| {} | {} | {:.1} | {} |",
                         st["name"].as_str().unwrap_or("?"),
+                        st["cold_ms"]
+                            .as_f64()
+                            .map_or(String::new(), |v| format!("{v:.1}")),
                         st["ms"].as_f64().unwrap_or(0.0),
                         match st.get("matches") {
                             Some(serde_json::Value::Bool(true)) => "yes".to_owned(),

@@ -27,7 +27,7 @@ impl Server {
                 database_url,
             ])
             .env("TALLY_RATE_LIMIT_PER_SECOND", "0")
-            .env("TALLY_LOG", "warn")
+            .env("TALLY_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
