@@ -126,6 +126,15 @@ pub trait Store: Send + Sync + 'static {
     async fn invoice_stats(&self, paid_span: Span, issued_span: Span) -> StoreResult<InvoiceStats>;
     /// Aggregates of events, grouped as asked.
     async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
+    /// For each piece `(customer, span)`, the totals of the events `query` selects that
+    /// belong to that customer and fall in that span (the query's own span, customer and
+    /// grouping are ignored): one row per piece, in order, in a bounded number of
+    /// statements whatever the number of pieces.
+    async fn usage_pieces(
+        &self,
+        query: &UsageQuery,
+        pieces: &[(String, Span)],
+    ) -> StoreResult<Vec<UsageRow>>;
     /// The value of the latest gauge `name` at or before `at`.
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>>;
 

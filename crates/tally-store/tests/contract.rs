@@ -149,6 +149,7 @@ contract_tests! {
         services_are_registered_by_events,
         usage_aggregates,
         usage_filters_and_empty_results,
+        usage_equals_a_scan_of_the_events,
         invoice_stats_by_paid_and_issued_time,
         latest_gauge,
         pagination,
@@ -974,6 +975,229 @@ async fn usage_filters_and_empty_results(s: &dyn Store) {
     let mut unknown = usage_query();
     unknown.service = Some("nope".into());
     assert_eq!(s.usage(&unknown).await.unwrap(), vec![UsageRow::default()]);
+}
+
+/// Random-looking events over five days (several batches, with duplicates whose later
+/// payloads must not count), then many queries over spans with partial days: every answer
+/// of `usage` and `usage_pieces` equals an aggregation of the stored events done here.
+/// Latencies are multiples of 1/4, so their sums are exact in any order.
+async fn usage_equals_a_scan_of_the_events(s: &dyn Store) {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let pick = |i: u64, options: &[Option<&str>]| options[i as usize].map(str::to_owned);
+    let base = t0() - DAY;
+    let mut sent: Vec<Event> = Vec::new();
+    for i in 0..1500 {
+        let kind = if rnd(5) == 0 {
+            EventKind::HealthCheck
+        } else {
+            EventKind::Usage
+        };
+        let model = pick(rnd(3), &[None, Some("m1"), Some("m2")]);
+        // Some ids again (another payload): the first stored one wins.
+        let id = if i > 100 && rnd(10) == 0 {
+            format!("r{}", rnd(i))
+        } else {
+            format!("r{i}")
+        };
+        sent.push(Event {
+            id,
+            kind,
+            time: base + rnd(5 * DAY as u64) as i64,
+            customer_id: pick(rnd(4), &[None, Some("c1"), Some("c2"), Some("c3")]),
+            service: pick(rnd(3), &[None, Some("svc_a"), Some("svc_b")]),
+            quantity: rnd(5_000_000) as i64,
+            unit: None,
+            provider: model
+                .as_ref()
+                .and_then(|_| pick(rnd(3), &[None, Some("p1"), Some("p2")])),
+            model,
+            input_tokens: rnd(1000) as i64,
+            cache_read_tokens: rnd(100) as i64,
+            cache_write_tokens: rnd(50) as i64,
+            output_tokens: rnd(500) as i64,
+            cache_hit: [None, Some(true), Some(false)][rnd(3) as usize],
+            latency_ms: [None, Some(rnd(4000) as f64 / 4.0)][rnd(2) as usize],
+            status_code: [None, Some(200), Some(404), Some(503)][rnd(4) as usize],
+            cost: rnd(3_000_000) as i64,
+            cost_source: [CostSource::Given, CostSource::Priced, CostSource::Unpriced]
+                [rnd(3) as usize],
+            up: (kind == EventKind::HealthCheck).then(|| rnd(4) != 0),
+            gauge_name: None,
+            gauge_value: None,
+        });
+    }
+    for batch in sent.chunks(300) {
+        s.insert_events(batch).await.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let stored: Vec<&Event> = sent.iter().filter(|e| seen.insert(e.id.clone())).collect();
+
+    fn row_of(events: &[&Event]) -> UsageRow {
+        let mut r = UsageRow::default();
+        for e in events {
+            r.events += 1;
+            r.quantity += e.quantity;
+            r.input_tokens += e.input_tokens;
+            r.output_tokens += e.output_tokens;
+            r.cache_read_tokens += e.cache_read_tokens;
+            r.cache_write_tokens += e.cache_write_tokens;
+            r.cost += e.cost;
+            r.unpriced += i64::from(e.model.is_some() && e.cost_source == CostSource::Unpriced);
+            r.latency_sum += e.latency_ms.unwrap_or(0.0);
+            r.latency_count += i64::from(e.latency_ms.is_some());
+            r.status_count += i64::from(e.status_code.is_some());
+            r.error_count += i64::from(e.status_code.is_some_and(|c| c >= 500));
+            r.up_count += i64::from(e.up == Some(true));
+        }
+        r
+    }
+    let scan = |q: &UsageQuery| -> Vec<UsageRow> {
+        let matching: Vec<&Event> = stored
+            .iter()
+            .copied()
+            .filter(|e| {
+                e.kind == q.kind
+                    && q.span.contains(e.time)
+                    && q.service
+                        .as_ref()
+                        .is_none_or(|v| e.service.as_ref() == Some(v))
+                    && q.customer
+                        .as_ref()
+                        .is_none_or(|v| e.customer_id.as_ref() == Some(v))
+                    && (!q.llm_only || e.model.is_some())
+            })
+            .collect();
+        if q.group_by.is_empty() {
+            return vec![row_of(&matching)];
+        }
+        let g = |d: UsageDim| q.group_by.contains(&d);
+        let last = |v: Option<String>| (v.is_none(), v);
+        let mut groups: std::collections::BTreeMap<_, Vec<&Event>> = Default::default();
+        for e in matching {
+            let dims = UsageRow {
+                service: e.service.clone().filter(|_| g(UsageDim::Service)),
+                model: e.model.clone().filter(|_| g(UsageDim::Model)),
+                provider: e.provider.clone().filter(|_| g(UsageDim::Provider)),
+                customer_id: e.customer_id.clone().filter(|_| g(UsageDim::Customer)),
+                day: g(UsageDim::Day).then(|| e.time.div_euclid(DAY)),
+                cache_hit: e.cache_hit.filter(|_| g(UsageDim::CacheHit)),
+                ..UsageRow::default()
+            };
+            let key = (
+                last(dims.service.clone()),
+                last(dims.model.clone()),
+                last(dims.provider.clone()),
+                last(dims.customer_id.clone()),
+                (dims.day.is_none(), dims.day),
+                (dims.cache_hit.is_none(), dims.cache_hit),
+            );
+            groups.entry(key).or_default().push(e);
+        }
+        groups
+            .into_values()
+            .map(|events| {
+                let e = events[0];
+                UsageRow {
+                    service: e.service.clone().filter(|_| g(UsageDim::Service)),
+                    model: e.model.clone().filter(|_| g(UsageDim::Model)),
+                    provider: e.provider.clone().filter(|_| g(UsageDim::Provider)),
+                    customer_id: e.customer_id.clone().filter(|_| g(UsageDim::Customer)),
+                    day: g(UsageDim::Day).then(|| e.time.div_euclid(DAY)),
+                    cache_hit: e.cache_hit.filter(|_| g(UsageDim::CacheHit)),
+                    ..row_of(&events)
+                }
+            })
+            .collect()
+    };
+
+    let spans = [
+        Span::new(t0(), t0() + 2 * DAY),
+        Span::new(t0() - DAY, t0() + 4 * DAY),
+        Span::new(t0() + 5 * HOUR + 17, t0() + 3 * DAY + 2 * HOUR),
+        Span::new(t0() - 3, t0() + DAY + 1),
+        Span::new(t0() + HOUR, t0() + 20 * HOUR),
+        Span::new(t0() + 20 * HOUR, t0() + 28 * HOUR),
+        Span::new(t0() - 10 * DAY, t0() + 10 * DAY),
+        Span::through(t0() + DAY + 123_456, t0() + 3 * DAY + 654_321),
+        Span::new(t0(), t0()),
+    ];
+    use UsageDim::*;
+    let groupings: [&[UsageDim]; 9] = [
+        &[],
+        &[Service],
+        &[Customer],
+        &[Service, Customer],
+        &[Day],
+        &[Customer, Day],
+        &[Model, Provider],
+        &[Model, CacheHit],
+        &[Service, Model, Provider, Customer, Day, CacheHit],
+    ];
+    let mut checked = 0;
+    for span in spans {
+        for kind in [EventKind::Usage, EventKind::HealthCheck] {
+            for group in groupings {
+                for (service, customer, llm_only) in [
+                    (None, None, false),
+                    (None, None, true),
+                    (Some("svc_a"), None, false),
+                    (None, Some("c2"), true),
+                    (Some("svc_b"), Some("c1"), false),
+                ] {
+                    let q = UsageQuery {
+                        service: service.map(str::to_owned),
+                        customer: customer.map(str::to_owned),
+                        llm_only,
+                        ..UsageQuery::new(kind, span).group(group)
+                    };
+                    assert_eq!(s.usage(&q).await.unwrap(), scan(&q), "{q:?}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 9 * 2 * 9 * 5);
+
+    // Pieces: each customer's spans cut at arbitrary instants.
+    let cuts = [
+        t0() - DAY - 1,
+        t0() + 7,
+        t0() + DAY,
+        t0() + 30 * HOUR,
+        t0() + 3 * DAY + 5,
+    ];
+    let mut pieces = Vec::new();
+    for c in ["c1", "c2", "c3", "nobody"] {
+        for w in cuts.windows(2) {
+            pieces.push((c.to_owned(), Span::new(w[0], w[1])));
+        }
+    }
+    for (service, llm_only) in [(None, false), (None, true), (Some("svc_a"), false)] {
+        let q = UsageQuery {
+            service: service.map(str::to_owned),
+            llm_only,
+            ..usage_query()
+        };
+        let expected: Vec<UsageRow> = pieces
+            .iter()
+            .map(|(c, span)| {
+                scan(&UsageQuery {
+                    customer: Some(c.clone()),
+                    span: *span,
+                    ..q.clone()
+                })
+                .remove(0)
+            })
+            .collect();
+        assert_eq!(s.usage_pieces(&q, &pieces).await.unwrap(), expected);
+    }
+    assert_eq!(s.usage_pieces(&usage_query(), &[]).await.unwrap(), vec![]);
 }
 
 async fn latest_gauge(s: &dyn Store) {

@@ -2,13 +2,12 @@
 //! billing and cost records the metrics are computed from.
 
 use super::entities::{self, *};
-use crate::db::{args, Arg, Conn, Row};
+use crate::db::{args, Conn, Row};
 use crate::*;
-use tally_core::time::MICROS_PER_DAY;
 
 /// Sums come back as the backend's widest type (NUMERIC on PostgreSQL), so each is cast
 /// back to the column's type; COALESCE makes the sum of nothing 0.
-const AGGREGATES: &str = "COUNT(*), \
+pub(crate) const AGGREGATES: &str = "COUNT(*), \
     CAST(COALESCE(SUM(quantity), 0) AS BIGINT), \
     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), \
     CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
@@ -22,63 +21,7 @@ const AGGREGATES: &str = "COUNT(*), \
     CAST(COALESCE(SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END), 0) AS BIGINT), \
     CAST(COALESCE(SUM(CASE WHEN up THEN 1 ELSE 0 END), 0) AS BIGINT)";
 
-/// Every dimension's column, in `UsageRow` order (the SELECT always has all six).
-const DIMS: [(UsageDim, &str); 6] = [
-    (UsageDim::Service, "service"),
-    (UsageDim::Model, "model"),
-    (UsageDim::Provider, "provider"),
-    (UsageDim::Customer, "customer_id"),
-    // Times are never negative, so integer division is the floor.
-    (UsageDim::Day, "time / 86400000000"),
-    (UsageDim::CacheHit, "cache_hit"),
-];
-
-const _: () = assert!(MICROS_PER_DAY == 86_400_000_000);
-
-/// The SQL and arguments of a usage query.
-pub(crate) fn usage_sql(q: &UsageQuery) -> (String, Vec<Arg>) {
-    let mut args = args![q.kind.as_str(), q.span.start, q.span.end];
-    let mut filter = String::from("kind = $1 AND time >= $2 AND time < $3");
-    if let Some(service) = &q.service {
-        args.push(Arg::from(service));
-        filter += &format!(" AND service = ${}", args.len());
-    }
-    if let Some(customer) = &q.customer {
-        args.push(Arg::from(customer));
-        filter += &format!(" AND customer_id = ${}", args.len());
-    }
-    if q.llm_only {
-        filter += " AND model IS NOT NULL";
-    }
-    let grouped: Vec<&str> = DIMS
-        .iter()
-        .filter(|(d, _)| q.group_by.contains(d))
-        .map(|(_, c)| *c)
-        .collect();
-    let select: Vec<&str> = DIMS
-        .iter()
-        .map(|(d, c)| if q.group_by.contains(d) { *c } else { "NULL" })
-        .collect();
-    let mut sql = format!(
-        "SELECT {}, {AGGREGATES} FROM events WHERE {filter}",
-        select.join(", ")
-    );
-    if !grouped.is_empty() {
-        // Nulls last on both backends (they disagree by default).
-        let order: Vec<String> = grouped
-            .iter()
-            .map(|c| format!("{c} IS NULL, {c}"))
-            .collect();
-        sql += &format!(
-            " GROUP BY {} ORDER BY {}",
-            grouped.join(", "),
-            order.join(", ")
-        );
-    }
-    (sql, args)
-}
-
-fn usage_row(r: &Row) -> StoreResult<UsageRow> {
+pub(crate) fn usage_row(r: &Row) -> StoreResult<UsageRow> {
     Ok(UsageRow {
         service: r.opt_text(0)?,
         model: r.opt_text(1)?,
@@ -100,11 +43,6 @@ fn usage_row(r: &Row) -> StoreResult<UsageRow> {
         error_count: r.int(17)?,
         up_count: r.int(18)?,
     })
-}
-
-pub(crate) async fn usage(conn: &mut dyn Conn, q: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
-    let (sql, args) = usage_sql(q);
-    conn.rows(&sql, args).await?.iter().map(usage_row).collect()
 }
 
 pub(crate) async fn invoice_stats(

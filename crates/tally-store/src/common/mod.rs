@@ -5,6 +5,9 @@ mod access;
 mod analytics;
 mod entities;
 mod page;
+mod rollup;
+
+pub(crate) use rollup::rollup_upserts;
 mod upsert;
 
 use crate::db::Backend;
@@ -169,7 +172,15 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
-        analytics::usage(&mut *self.backend.read().await?, query).await
+        rollup::usage(&mut *self.backend.read().await?, query).await
+    }
+
+    async fn usage_pieces(
+        &self,
+        query: &UsageQuery,
+        pieces: &[(String, Span)],
+    ) -> StoreResult<Vec<UsageRow>> {
+        rollup::usage_pieces(&mut *self.backend.snapshot().await?, query, pieces).await
     }
 
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>> {

@@ -1,6 +1,7 @@
 //! Event ingestion on PostgreSQL: one `INSERT ... SELECT FROM UNNEST(arrays)` per batch,
 //! so the statement and its 21 parameters are the same whatever the batch size.
 
+use crate::common::rollup_upserts;
 use crate::db::EVENT_COLS;
 use crate::StoreResult;
 use sqlx::{PgConnection, Postgres, Row as _};
@@ -19,8 +20,14 @@ fn insert_sql() -> String {
         .enumerate()
         .map(|(i, t)| format!("${}::{t}[]", i + 1))
         .collect();
+    // The rows actually inserted (not those skipped as duplicates) feed the rollups, in
+    // the same statement.
+    let [daily, customer] = rollup_upserts("FROM new_events WHERE TRUE");
     format!(
-        "INSERT INTO events ({}) SELECT * FROM UNNEST({}) ON CONFLICT (id) DO NOTHING RETURNING id",
+        "WITH new_events AS (INSERT INTO events ({}) SELECT * FROM UNNEST({}) \
+         ON CONFLICT (id) DO NOTHING RETURNING *), \
+         daily AS ({daily}), by_customer AS ({customer}) \
+         SELECT id FROM new_events",
         EVENT_COLS.join(", "),
         arrays.join(", ")
     )

@@ -1,6 +1,7 @@
 //! Event ingestion on SQLite: multi-row inserts, as few statements as the bound-parameter
-//! limit allows.
+//! limit allows, then the new rows added to the daily rollups.
 
+use crate::common::rollup_upserts;
 use crate::db::EVENT_COLS;
 use crate::StoreResult;
 use sqlx::{Row as _, Sqlite, SqliteConnection};
@@ -47,6 +48,10 @@ pub(super) async fn insert(
         .copied()
         .filter(|e| !stored.contains(&e.id))
         .collect();
+    // Rowids grow: the rows inserted below are exactly those after the current last one.
+    let (last_rowid,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(rowid), 0) FROM events")
+        .fetch_one(&mut *conn)
+        .await?;
     let head = format!("INSERT INTO events ({})", EVENT_COLS.join(", "));
     for chunk in new.chunks(ROWS_PER_INSERT) {
         let sql = values_sql(&head, chunk.len(), EVENT_COLS.len(), "");
@@ -76,6 +81,14 @@ pub(super) async fn insert(
                 .bind(e.gauge_value);
         }
         q.execute(&mut *conn).await?;
+    }
+    if !new.is_empty() {
+        for sql in rollup_upserts("FROM events WHERE rowid > $1") {
+            sqlx::query::<Sqlite>(&sql)
+                .bind(last_rowid)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     let services: BTreeSet<&str> = new.iter().filter_map(|e| e.service.as_deref()).collect();
     let services: Vec<&str> = services.into_iter().collect();

@@ -115,7 +115,7 @@ async fn live_values(
 ) -> ApiResult<Vec<(&'static str, Option<Decimal>)>> {
     let book = load_book(s).await?;
     let l = Ledger::new(&book, as_of);
-    let f = finance(s, as_of).await?;
+    let f = finance(s, &l, as_of).await?;
     let day = Window::Day.span(as_of);
     Ok(vec![
         ("churn_rate", r2o(customer_churn_rate(&l, l.current))),

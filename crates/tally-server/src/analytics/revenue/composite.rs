@@ -62,16 +62,16 @@ impl Finance {
     }
 }
 
-pub(crate) async fn finance(s: &AppState, as_of: Micros) -> ApiResult<Finance> {
-    let book = load_book(s).await?;
-    let l = Ledger::new(&book, as_of);
+/// Month-to-date finance at the ledger's `as_of`. Callers pass the ledger they already
+/// built, so a request loads the book once.
+pub(crate) async fn finance(s: &AppState, l: &Ledger<'_>, as_of: Micros) -> ApiResult<Finance> {
     let m = Month::of(as_of);
     let mtd = Span::through(m.start(), as_of);
     let inv = s.store.invoice_stats(mtd, mtd).await?;
     let costs = s.store.cost_data().await?;
     Ok(Finance {
         mrr: l.total_mrr(m),
-        mom_growth: growth(&l, m, 1),
+        mom_growth: growth(l, m, 1),
         revenue: s.money.reporting.from_minor(inv.paid_revenue),
         infrastructure: costs_in(s, &costs, m, CostCategory::Infrastructure),
         llm: figures::llm_cost(s, mtd).await?,
@@ -302,7 +302,8 @@ pub async fn billing_summary(
     Query(a): Query<AsOfParam>,
 ) -> ApiResult<Json<BillingSummary>> {
     let as_of = a.resolve(&s)?;
-    let f = finance(&s, as_of).await?;
+    let book = load_book(&s).await?;
+    let f = finance(&s, &Ledger::new(&book, as_of), as_of).await?;
     Ok(Json(BillingSummary {
         revenue: BillingRevenue {
             mrr: r2(f.mrr),

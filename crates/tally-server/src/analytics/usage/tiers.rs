@@ -4,7 +4,7 @@
 //! each piece aggregated on its own: the attribution is exact, not a guess from the
 //! tier at the end of the span.
 
-use super::{rows, totals};
+use super::rows;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use std::collections::BTreeMap;
@@ -38,6 +38,10 @@ fn tier_of(book: &Book, customer: &str, t: i64) -> String {
 
 /// Aggregates of the events `base` selects, by the tier of each event's customer at the
 /// event's time. `base`'s grouping and customer filter are replaced.
+///
+/// Two store calls whatever the data: the per-customer totals of the span, then one
+/// `usage_pieces` call for every piece of every customer whose subscriptions change
+/// inside the span.
 pub async fn by_tier(
     state: &AppState,
     book: &Book,
@@ -47,6 +51,8 @@ pub async fn by_tier(
     let mut per_customer = base.clone().group(&[UsageDim::Customer]);
     per_customer.customer = None;
     let mut out: BTreeMap<String, UsageRow> = BTreeMap::new();
+    // (customer, piece) of the customers whose tier changes inside the span.
+    let mut pieces: Vec<(String, Span)> = Vec::new();
     for row in rows(state, &per_customer).await? {
         if row.events == 0 {
             continue;
@@ -66,17 +72,24 @@ pub async fn by_tier(
         let mut bounds = vec![span.start];
         bounds.extend(points);
         bounds.push(span.end);
-        for w in bounds.windows(2) {
-            let mut q = base.clone().group(&[]);
-            q.span = Span::new(w[0], w[1]);
-            q.customer = Some(customer.to_string());
-            let piece = totals(state, &q).await?;
-            if piece.events > 0 {
-                add(
-                    out.entry(tier_of(book, customer, w[0])).or_default(),
-                    &piece,
-                );
-            }
+        pieces.extend(
+            bounds
+                .windows(2)
+                .map(|w| (customer.to_string(), Span::new(w[0], w[1]))),
+        );
+    }
+    if pieces.is_empty() {
+        return Ok(out);
+    }
+    let mut q = base.clone().group(&[]);
+    q.customer = None;
+    let totals = state.store.usage_pieces(&q, &pieces).await?;
+    for ((customer, piece), total) in pieces.iter().zip(totals) {
+        if total.events > 0 {
+            add(
+                out.entry(tier_of(book, customer, piece.start)).or_default(),
+                &total,
+            );
         }
     }
     Ok(out)

@@ -1,0 +1,476 @@
+//! The daily rollups of events (`usage_daily`, `usage_daily_customer`; see migration
+//! 0002): how ingestion adds to them, and how a usage query is answered from them plus
+//! the partial days at the edges of its span from `events`, exactly.
+//!
+//! A span `[start, end)` splits into whole UTC days `[d0, d1)` and at most two partial
+//! days. The whole days are summed from a rollup, the edges from `events` (by
+//! `(kind, time)` or `(customer_id, time)`), all in one statement (`UNION ALL`), and the
+//! rows of the parts are added up by their dimensions. Every aggregate is a sum or a count,
+//! so the result equals a scan of `events` over the span (latency sums are floats added
+//! in another order, which can differ in the last bits).
+
+use super::analytics::{usage_row, AGGREGATES};
+use crate::db::{Arg, Conn};
+use crate::*;
+use std::collections::BTreeMap;
+use tally_core::time::MICROS_PER_DAY;
+
+/// The aggregate columns of both rollups, in the order of `AGGREGATES` and `UsageRow`.
+const AGG_COLS: [&str; 13] = [
+    "events",
+    "quantity",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost",
+    "unpriced",
+    "latency_sum",
+    "latency_count",
+    "status_count",
+    "error_count",
+    "up_count",
+];
+
+/// The key columns of each rollup, and the expression over `events` that fills them.
+const DAILY_KEYS: [(&str, &str); 6] = [
+    ("kind", "kind"),
+    ("day", "time / 86400000000"),
+    ("service", "COALESCE(service, '')"),
+    ("model", "COALESCE(model, '')"),
+    ("provider", "COALESCE(provider, '')"),
+    (
+        "cache_hit",
+        "CASE WHEN cache_hit IS NULL THEN -1 WHEN cache_hit THEN 1 ELSE 0 END",
+    ),
+];
+const CUSTOMER_KEYS: [(&str, &str); 5] = [
+    ("kind", "kind"),
+    ("day", "time / 86400000000"),
+    ("customer_id", "COALESCE(customer_id, '')"),
+    ("service", "COALESCE(service, '')"),
+    ("llm", "CASE WHEN model IS NULL THEN 0 ELSE 1 END"),
+];
+
+/// The two statements that add the events `source` selects (`FROM ... WHERE ...`, with
+/// `events`' columns) to the rollups. Rows go in key order, so that concurrent writers on
+/// PostgreSQL lock shared rollup rows in the same order and cannot deadlock.
+pub(crate) fn rollup_upserts(source: &str) -> [String; 2] {
+    let one = |table: &str, keys: &[(&str, &str)]| {
+        let cols: Vec<&str> = keys.iter().map(|k| k.0).chain(AGG_COLS).collect();
+        let exprs: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let positions: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+        let set: Vec<String> = AGG_COLS
+            .iter()
+            .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+            .collect();
+        format!(
+            "INSERT INTO {table} ({}) SELECT {}, {AGGREGATES} {source} GROUP BY {} ORDER BY {} \
+             ON CONFLICT ({}) DO UPDATE SET {}",
+            cols.join(", "),
+            exprs.join(", "),
+            positions.join(", "),
+            positions.join(", "),
+            keys.iter().map(|k| k.0).collect::<Vec<_>>().join(", "),
+            set.join(", ")
+        )
+    };
+    [
+        one("usage_daily", &DAILY_KEYS),
+        one("usage_daily_customer", &CUSTOMER_KEYS),
+    ]
+}
+
+/// Sums of a rollup's aggregate columns, typed like `AGGREGATES`.
+fn rollup_aggregates(alias: &str) -> String {
+    AGG_COLS
+        .iter()
+        .map(|c| {
+            let ty = if *c == "latency_sum" {
+                "DOUBLE PRECISION"
+            } else {
+                "BIGINT"
+            };
+            format!("CAST(COALESCE(SUM({alias}{c}), 0) AS {ty})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bound parameters, numbered in the order they first appear in the SQL.
+#[derive(Default)]
+pub(crate) struct Params(pub Vec<Arg>);
+
+impl Params {
+    pub fn push(&mut self, a: impl Into<Arg>) -> String {
+        self.0.push(a.into());
+        format!("${}", self.0.len())
+    }
+}
+
+/// A dimension's column in `events` and in the rollups (where '' and -1 mean null).
+fn dim_cols(d: UsageDim) -> (&'static str, &'static str) {
+    match d {
+        UsageDim::Service => ("service", "NULLIF(service, '')"),
+        UsageDim::Model => ("model", "NULLIF(model, '')"),
+        UsageDim::Provider => ("provider", "NULLIF(provider, '')"),
+        UsageDim::Customer => ("customer_id", "NULLIF(customer_id, '')"),
+        // Times are never negative, so integer division is the floor.
+        UsageDim::Day => ("time / 86400000000", "day"),
+        UsageDim::CacheHit => (
+            "cache_hit",
+            "CASE cache_hit WHEN 1 THEN TRUE WHEN 0 THEN FALSE END",
+        ),
+    }
+}
+
+/// Every dimension, in `UsageRow` order (each SELECT has all six).
+const DIMS: [UsageDim; 6] = [
+    UsageDim::Service,
+    UsageDim::Model,
+    UsageDim::Provider,
+    UsageDim::Customer,
+    UsageDim::Day,
+    UsageDim::CacheHit,
+];
+
+const _: () = assert!(MICROS_PER_DAY == 86_400_000_000);
+
+/// Which rollup can answer the whole days of `q`, if any.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rollup {
+    Daily,
+    Customer,
+}
+
+fn rollup_for(q: &UsageQuery) -> Option<Rollup> {
+    let by_customer = q.customer.is_some() || q.group_by.contains(&UsageDim::Customer);
+    if !by_customer {
+        return Some(Rollup::Daily);
+    }
+    let finer = [UsageDim::Model, UsageDim::Provider, UsageDim::CacheHit];
+    (!q.group_by.iter().any(|d| finer.contains(d))).then_some(Rollup::Customer)
+}
+
+/// The whole days `[d0, d1)` inside a span, and the partial spans around them.
+pub(crate) fn split(span: Span) -> (Option<(i64, i64)>, Vec<Span>) {
+    if span.start >= span.end {
+        return (None, vec![]);
+    }
+    let d0 = span.start.div_euclid(MICROS_PER_DAY) + i64::from(span.start % MICROS_PER_DAY != 0);
+    let d1 = span.end.div_euclid(MICROS_PER_DAY);
+    if d0 >= d1 {
+        return (None, vec![span]);
+    }
+    let mut edges = Vec::new();
+    if span.start < d0 * MICROS_PER_DAY {
+        edges.push(Span::new(span.start, d0 * MICROS_PER_DAY));
+    }
+    if d1 * MICROS_PER_DAY < span.end {
+        edges.push(Span::new(d1 * MICROS_PER_DAY, span.end));
+    }
+    (Some((d0, d1)), edges)
+}
+
+/// One SELECT over raw events in `span`.
+fn raw_part(q: &UsageQuery, span: Span, p: &mut Params) -> String {
+    let mut filter = format!(
+        "kind = {} AND time >= {} AND time < {}",
+        p.push(q.kind.as_str()),
+        p.push(span.start),
+        p.push(span.end)
+    );
+    if let Some(service) = &q.service {
+        filter += &format!(" AND service = {}", p.push(service));
+    }
+    if let Some(customer) = &q.customer {
+        filter += &format!(" AND customer_id = {}", p.push(customer));
+    }
+    if q.llm_only {
+        filter += " AND model IS NOT NULL";
+    }
+    select(q, "events", filter, AGGREGATES, |d| dim_cols(d).0)
+}
+
+/// One SELECT over the days `[d0, d1)` of a rollup.
+fn rollup_part(q: &UsageQuery, rollup: Rollup, (d0, d1): (i64, i64), p: &mut Params) -> String {
+    let mut filter = format!(
+        "kind = {} AND day >= {} AND day < {}",
+        p.push(q.kind.as_str()),
+        p.push(d0),
+        p.push(d1)
+    );
+    if let Some(service) = &q.service {
+        filter += &format!(" AND service = {}", p.push(service));
+    }
+    if let Some(customer) = &q.customer {
+        filter += &format!(" AND customer_id = {}", p.push(customer));
+    }
+    let table = match rollup {
+        Rollup::Daily => {
+            if q.llm_only {
+                filter += " AND model <> ''";
+            }
+            "usage_daily"
+        }
+        Rollup::Customer => {
+            if q.llm_only {
+                filter += " AND llm = 1";
+            }
+            "usage_daily_customer"
+        }
+    };
+    select(q, table, filter, &rollup_aggregates(""), |d| dim_cols(d).1)
+}
+
+fn select(
+    q: &UsageQuery,
+    table: &str,
+    filter: String,
+    aggregates: &str,
+    col: impl Fn(UsageDim) -> &'static str,
+) -> String {
+    let select: Vec<&str> = DIMS
+        .iter()
+        .map(|&d| {
+            if q.group_by.contains(&d) {
+                col(d)
+            } else {
+                "NULL"
+            }
+        })
+        .collect();
+    let mut sql = format!(
+        "SELECT {}, {aggregates} FROM {table} WHERE {filter}",
+        select.join(", ")
+    );
+    let grouped: Vec<&str> = DIMS
+        .iter()
+        .filter(|d| q.group_by.contains(d))
+        .map(|&d| col(d))
+        .collect();
+    if !grouped.is_empty() {
+        sql += &format!(" GROUP BY {}", grouped.join(", "));
+    }
+    sql
+}
+
+/// The SQL and arguments of a usage query: rollup and edges in one statement.
+pub(crate) fn usage_sql(q: &UsageQuery) -> (String, Vec<Arg>) {
+    let mut p = Params::default();
+    let parts = match (rollup_for(q), split(q.span)) {
+        (Some(rollup), (Some(days), edges)) => {
+            let mut parts = vec![rollup_part(q, rollup, days, &mut p)];
+            parts.extend(edges.into_iter().map(|e| raw_part(q, e, &mut p)));
+            parts
+        }
+        _ => vec![raw_part(q, q.span, &mut p)],
+    };
+    (parts.join(" UNION ALL "), p.0)
+}
+
+/// Adds the aggregates of `b` to `a`.
+pub(crate) fn add(a: &mut UsageRow, b: &UsageRow) {
+    a.events += b.events;
+    a.quantity += b.quantity;
+    a.input_tokens += b.input_tokens;
+    a.output_tokens += b.output_tokens;
+    a.cache_read_tokens += b.cache_read_tokens;
+    a.cache_write_tokens += b.cache_write_tokens;
+    a.cost += b.cost;
+    a.unpriced += b.unpriced;
+    a.latency_sum += b.latency_sum;
+    a.latency_count += b.latency_count;
+    a.status_count += b.status_count;
+    a.error_count += b.error_count;
+    a.up_count += b.up_count;
+}
+
+/// Orders like `ORDER BY c IS NULL, c` for each dimension: values ascending (bytewise for
+/// text, as both databases compare here), nulls last.
+type Key = (
+    (bool, Option<String>),
+    (bool, Option<String>),
+    (bool, Option<String>),
+    (bool, Option<String>),
+    (bool, Option<i64>),
+    (bool, Option<bool>),
+);
+
+fn key(r: &UsageRow) -> Key {
+    fn last<T: Clone>(v: &Option<T>) -> (bool, Option<T>) {
+        (v.is_none(), v.clone())
+    }
+    (
+        last(&r.service),
+        last(&r.model),
+        last(&r.provider),
+        last(&r.customer_id),
+        last(&r.day),
+        last(&r.cache_hit),
+    )
+}
+
+/// Adds up the rows of the parts by their dimensions: one row when ungrouped, else one
+/// per group with events, in dimension order.
+fn merge(q: &UsageQuery, rows: Vec<UsageRow>) -> Vec<UsageRow> {
+    if q.group_by.is_empty() {
+        let mut total = UsageRow::default();
+        for r in &rows {
+            add(&mut total, r);
+        }
+        return vec![total];
+    }
+    let mut groups: BTreeMap<Key, UsageRow> = BTreeMap::new();
+    for r in rows {
+        match groups.entry(key(&r)) {
+            std::collections::btree_map::Entry::Occupied(mut e) => add(e.get_mut(), &r),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+        }
+    }
+    groups.into_values().collect()
+}
+
+pub(crate) async fn usage(conn: &mut dyn Conn, q: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+    let (sql, args) = usage_sql(q);
+    let rows = conn
+        .rows(&sql, args)
+        .await?
+        .iter()
+        .map(usage_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(merge(q, rows))
+}
+
+/// Pieces per statement: 4 parameters each, well inside both databases' limits.
+const PIECES_PER_STATEMENT: usize = 2000;
+
+/// Totals of the events `q` selects (ignoring its span, customer and grouping) for each
+/// piece `(customer, span)`, in order: whole days from `usage_daily_customer`, edges from
+/// `events` by `(customer_id, time)`; two statements per 2000 pieces. `CROSS JOIN` makes
+/// SQLite loop over the pieces and look each one up, rather than scan the big table.
+pub(crate) async fn usage_pieces(
+    conn: &mut dyn Conn,
+    q: &UsageQuery,
+    pieces: &[(String, Span)],
+) -> StoreResult<Vec<UsageRow>> {
+    let mut out = vec![UsageRow::default(); pieces.len()];
+    for (n, chunk) in pieces.chunks(PIECES_PER_STATEMENT).enumerate() {
+        let offset = n * PIECES_PER_STATEMENT;
+        let mut whole = Vec::new();
+        let mut edges = Vec::new();
+        for (i, (customer, span)) in chunk.iter().enumerate() {
+            let (days, parts) = split(*span);
+            if let Some(days) = days {
+                whole.push((i, customer, days));
+            }
+            edges.extend(parts.into_iter().map(|e| (i, customer, e)));
+        }
+        if !whole.is_empty() {
+            let mut p = Params::default();
+            let values: Vec<String> = whole
+                .iter()
+                .map(|(i, c, (d0, d1))| {
+                    format!(
+                        "(CAST({} AS BIGINT), CAST({} AS TEXT), CAST({} AS BIGINT), CAST({} AS BIGINT))",
+                        p.push(*i as i64),
+                        p.push(c.as_str()),
+                        p.push(*d0),
+                        p.push(*d1)
+                    )
+                })
+                .collect();
+            // `kind || ''` keeps SQLite off the primary key (kind, day, ...), which would
+            // scan every customer's rows of the days for each piece, and onto the
+            // (customer_id, day) index.
+            let mut filter = format!("r.kind || '' = {}", p.push(q.kind.as_str()));
+            if let Some(service) = &q.service {
+                filter += &format!(" AND r.service = {}", p.push(service));
+            }
+            if q.llm_only {
+                filter += " AND r.llm = 1";
+            }
+            let sql = format!(
+                "WITH w(i, c, d0, d1) AS (VALUES {}) \
+                 SELECT w.i, {} FROM w CROSS JOIN usage_daily_customer r \
+                 WHERE r.customer_id = w.c AND r.day >= w.d0 AND r.day < w.d1 \
+                 AND {filter} GROUP BY w.i",
+                values.join(", "),
+                rollup_aggregates("r.")
+            );
+            for row in conn.rows(&sql, p.0).await? {
+                let i = row.int(0)? as usize;
+                add(&mut out[offset + i], &piece_row(&row)?);
+            }
+        }
+        if !edges.is_empty() {
+            let mut p = Params::default();
+            let values: Vec<String> = edges
+                .iter()
+                .map(|(i, c, s)| {
+                    format!(
+                        "(CAST({} AS BIGINT), CAST({} AS TEXT), CAST({} AS BIGINT), CAST({} AS BIGINT))",
+                        p.push(*i as i64),
+                        p.push(c.as_str()),
+                        p.push(s.start),
+                        p.push(s.end)
+                    )
+                })
+                .collect();
+            // As above: the (customer_id, time) index, not (kind, time).
+            let mut filter = format!("events.kind || '' = {}", p.push(q.kind.as_str()));
+            if let Some(service) = &q.service {
+                filter += &format!(" AND events.service = {}", p.push(service));
+            }
+            if q.llm_only {
+                filter += " AND events.model IS NOT NULL";
+            }
+            let sql = format!(
+                "WITH e(i, c, s, t) AS (VALUES {}) \
+                 SELECT e.i, {AGGREGATES} FROM e CROSS JOIN events \
+                 WHERE events.customer_id = e.c AND events.time >= e.s AND events.time < e.t \
+                 AND {filter} GROUP BY e.i",
+                values.join(", ")
+            );
+            for row in conn.rows(&sql, p.0).await? {
+                let i = row.int(0)? as usize;
+                add(&mut out[offset + i], &piece_row(&row)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A row `(i, aggregates...)`: the aggregates as a `UsageRow`.
+fn piece_row(row: &crate::db::Row) -> StoreResult<UsageRow> {
+    let mut vals = vec![crate::db::Val::Null; 6];
+    vals.extend(row.0.iter().skip(1).cloned());
+    usage_row(&crate::db::Row(vals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = MICROS_PER_DAY;
+
+    #[test]
+    fn spans_split_into_whole_days_and_edges() {
+        assert_eq!(split(Span::new(0, DAY)), (Some((0, 1)), vec![]));
+        assert_eq!(split(Span::new(5, DAY)), (None, vec![Span::new(5, DAY)]));
+        assert_eq!(
+            split(Span::new(5, 3 * DAY + 7)),
+            (
+                Some((1, 3)),
+                vec![Span::new(5, DAY), Span::new(3 * DAY, 3 * DAY + 7)]
+            )
+        );
+        assert_eq!(
+            split(Span::new(DAY - 1, DAY + 1)),
+            (None, vec![Span::new(DAY - 1, DAY + 1)])
+        );
+        assert_eq!(split(Span::new(4, 4)), (None, vec![]));
+    }
+}
