@@ -2,7 +2,7 @@
 //! serves valid, wrong and revoked keys in both header styles, writes and denials; its
 //! whole log and every response body are then searched for each secret.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use tally_store::Role;
 use tally_testkit::{add_key, TestStore};
 
