@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Prints the summary table of docs/benchmark.md from bench/results/*.json.
+
+usage: bench/summarize.py [RESULT.json ...]   (default: every bench/results/*.json)
+"""
+import glob
+import json
+import os
+import sys
+
+ORDER = {"S": 0, "M": 1, "L": 2}
+
+
+def main():
+    paths = sys.argv[1:] or glob.glob(os.path.join(os.path.dirname(__file__), "results", "*.json"))
+    runs = [json.load(open(p)) for p in paths]
+    runs.sort(key=lambda r: (r["backend"], ORDER.get(r["scale"], 9)))
+    print("| scale | store | customers / subs / invoices / events | HTTP ingestion, events/s (JSON / NDJSON / both) "
+          "| raw store, rows/s | worst p99 cold / warm, ms | endpoints with p99 > 50 ms cold | peak RSS, MiB "
+          "| DuckDB query, ms (median of 4 figures) | exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        c = r["counts"]
+        ph = {p["format"]: p["events_per_sec"] for p in r["ingestion"]["phases"]}
+        eps = r["endpoints"]
+        slow = sum(1 for e in eps if e["cold_p99_ms"] > 50)
+        duck = r.get("duckdb") or {}
+        qs = sorted(s["ms"] for s in duck.get("steps", []) if "matches" in s)
+        duck_ms = f"{qs[len(qs) // 2]:.1f}" if qs else "-"
+        duck_ok = all(s.get("matches") for s in duck.get("steps", []) if "matches" in s) if qs else None
+        exact = "yes" if r["exactness"]["ok"] else "NO"
+        if duck_ok is not None:
+            exact += f" ({r['exactness']['checks']} checks; DuckDB {'agrees' if duck_ok else 'DISAGREES'})"
+        print(
+            f"| {r['scale']} | {r['backend']} | {c['customers']:,} / {c['subscriptions']:,} / {c['invoices']:,} / {c['events']:,} "
+            f"| {ph.get('json', 0):,.0f} / {ph.get('ndjson', 0):,.0f} / {r['ingestion']['events_per_sec']:,.0f} "
+            f"| {r['raw']['rows_per_sec']:,.0f} "
+            f"| {max(e['cold_p99_ms'] for e in eps):,.1f} / {max(e['warm_p99_ms'] for e in eps):,.1f} "
+            f"| {slow} of {len(eps)} "
+            f"| {r['peak_rss_bytes'] / 2**20:,.0f} | {duck_ms} | {exact} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
