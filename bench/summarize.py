@@ -21,7 +21,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         c = r["counts"]
-        ph = {p["format"]: p["events_per_sec"] for p in r["ingestion"]["phases"]}
+        ph = {p["format"]: p["events_per_sec"] for p in r["ingestion"].get("formats", r["ingestion"]["phases"])}
         eps = r["endpoints"]
         slow = sum(1 for e in eps if e["cold_p99_ms"] > 50)
         duck = r.get("duckdb") or {}
@@ -39,6 +39,19 @@ def main():
             f"| {slow} of {len(eps)} "
             f"| {r['peak_rss_bytes'] / 2**20:,.0f} | {duck_ms} | {exact} |"
         )
+
+    print()
+    print("Per endpoint, cold p99 / warm p50, ms:")
+    print()
+    print("| endpoint | " + " | ".join(f"{r['scale']} {r['backend']}" for r in runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for i, e in enumerate(runs[0]["endpoints"]):
+        cells = []
+        for r in runs:
+            x = r["endpoints"][i]
+            cells.append(f"{x['cold_p99_ms']:,.1f} / {x['warm_p50_ms']:,.1f}")
+        name = e["endpoint"].replace("/api/v1/", "").split("?")[0]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ pub fn spool(
     let mut flush = |pending: &mut Vec<tally_core::event::Event>,
                      batches: &mut Vec<SpoolBatch>|
      -> Result<()> {
-        let ndjson = batches.len() >= n_batches / 2;
+        // Quarters: JSON, NDJSON, JSON, NDJSON, so neither format always meets the
+        // fuller store.
+        let ndjson = (batches.len() * 4 / n_batches.max(1)) % 2 == 1;
         let body = wire::batch_body(pending, ndjson)?;
         out.write_all(&body)?;
         batches.push(SpoolBatch {
@@ -121,7 +123,7 @@ pub async fn send(
     batches: &[SpoolBatch],
     clients: usize,
     format: &'static str,
-) -> Result<PhaseResult> {
+) -> Result<(PhaseResult, Vec<f64>)> {
     let file = Arc::new(File::open(&spool.path)?);
     let next = Arc::new(AtomicUsize::new(0));
     let batches: Arc<Vec<SpoolBatch>> = Arc::new(batches.to_vec());
@@ -189,7 +191,7 @@ pub async fn send(
     }
     let seconds = started.elapsed().as_secs_f64();
     let events: usize = batches.iter().map(|b| b.events as usize).sum();
-    Ok(PhaseResult {
+    let result = PhaseResult {
         format,
         clients,
         batches: batches.len(),
@@ -201,5 +203,6 @@ pub async fn send(
         rejected,
         request_p50_ms: super::percentile(&mut lat, 50.0),
         request_p99_ms: super::percentile(&mut lat, 99.0),
-    })
+    };
+    Ok((result, lat))
 }

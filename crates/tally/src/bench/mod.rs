@@ -216,15 +216,17 @@ pub async fn run(args: Args) -> Result<report::Report> {
         "server {} at {}; ingesting with {} clients",
         srv.pid, srv.base, args.clients
     ));
-    let (json, ndjson): (Vec<_>, Vec<_>) = spool.batches.iter().partition(|b| !b.ndjson);
     let mut phases = Vec::new();
-    for (batches, format) in [(json, "json"), (ndjson, "ndjson")] {
-        let p = ingest::send(
+    let mut latencies: [Vec<f64>; 2] = Default::default();
+    for quarter in spool.batches.chunk_by(|a, b| a.ndjson == b.ndjson) {
+        let ndjson = quarter[0].ndjson;
+        let format = if ndjson { "ndjson" } else { "json" };
+        let (p, lat) = ingest::send(
             &http,
             &srv.base,
             &key,
             &spool,
-            &batches,
+            quarter,
             args.clients,
             format,
         )
@@ -233,8 +235,26 @@ pub async fn run(args: Args) -> Result<report::Report> {
             "{format}: {} events in {:.1} s = {:.0} events/s (request p50 {:.1} ms, p99 {:.1} ms)",
             p.events, p.seconds, p.events_per_sec, p.request_p50_ms, p.request_p99_ms
         ));
+        latencies[ndjson as usize].extend(lat);
         phases.push(p);
     }
+    let formats: Vec<report::FormatResult> = [("json", false), ("ndjson", true)]
+        .into_iter()
+        .map(|(format, ndjson)| {
+            let of: Vec<_> = phases.iter().filter(|p| p.format == format).collect();
+            let events: usize = of.iter().map(|p| p.events).sum();
+            let seconds: f64 = of.iter().map(|p| p.seconds).sum();
+            let lat = &mut latencies[ndjson as usize];
+            report::FormatResult {
+                format,
+                events,
+                seconds,
+                events_per_sec: events as f64 / seconds,
+                request_p50_ms: percentile(lat, 50.0),
+                request_p99_ms: percentile(lat, 99.0),
+            }
+        })
+        .collect();
     let ingest_rss = srv.peak_rss()?;
     srv.stop().await?;
     let _ = std::fs::remove_file(&spool.path);
@@ -397,6 +417,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
             seconds: ingest_seconds,
             events_per_sec: total_events as f64 / ingest_seconds,
             accepted,
+            formats,
             phases,
         },
         endpoints,

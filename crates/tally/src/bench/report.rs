@@ -25,7 +25,20 @@ pub struct Ingestion {
     pub seconds: f64,
     pub events_per_sec: f64,
     pub accepted: u64,
+    /// Per format, over its two quarters.
+    pub formats: Vec<FormatResult>,
+    /// The four quarters in the order they ran: JSON, NDJSON, JSON, NDJSON.
     pub phases: Vec<PhaseResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FormatResult {
+    pub format: &'static str,
+    pub events: usize,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub request_p50_ms: f64,
+    pub request_p99_ms: f64,
 }
 
 /// `git rev-parse --short HEAD`, with the number of changed files when the tree is dirty
@@ -187,13 +200,24 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
             self.build
         );
         let _ = writeln!(s, "| measure | value |\n|---|---|");
-        for p in &self.ingestion.phases {
+        for p in &self.ingestion.formats {
             let _ = writeln!(
                 s,
                 "| ingestion over HTTP, {} (batches of 1,000) | {:.0} events/s (request p50 {:.1} ms, p99 {:.1} ms) |",
                 p.format, p.events_per_sec, p.request_p50_ms, p.request_p99_ms
             );
         }
+        let quarters: Vec<String> = self
+            .ingestion
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.0}", p.format, p.events_per_sec))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| ingestion by quarter, in order, events/s | {} |",
+            quarters.join(", ")
+        );
         let _ = writeln!(
             s,
             "| ingestion over HTTP, both | {:.0} events/s ({} events in {:.1} s) |",
