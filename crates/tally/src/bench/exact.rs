@@ -257,3 +257,100 @@ pub fn check(tally: &LlmTally, last_day: i64, summary: &Value, costs: &Value) ->
     e.mismatches.truncate(50);
     Ok(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tally_core::event::CostSource;
+
+    fn llm(id: &str, day: i64, model: &str, input: i64, output: i64, cost: i64) -> Event {
+        Event {
+            id: id.into(),
+            kind: EventKind::Usage,
+            time: day * MICROS_PER_DAY + 3_600_000_000,
+            customer_id: Some("c".into()),
+            service: Some("llm_inference".into()),
+            quantity: 1_000_000,
+            unit: None,
+            model: Some(model.into()),
+            provider: Some("p".into()),
+            input_tokens: input,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: output,
+            cache_hit: None,
+            latency_ms: None,
+            status_code: None,
+            cost,
+            cost_source: CostSource::Given,
+            up: None,
+            gauge_name: None,
+            gauge_value: None,
+        }
+    }
+
+    fn responses(last: i64, calls_on_last: i64) -> (Value, Value) {
+        let summary = json!({
+            "total_api_calls": 3, "total_cost_credits": 0.01,
+            "tokens": {"input_tokens": 60, "output_tokens": 6},
+            "top_models": [
+                {"model": "a", "provider": "p", "api_calls": 2, "input_tokens": 30,
+                 "output_tokens": 3, "cost_credits": 0.01},
+                {"model": "b", "provider": "p", "api_calls": 1, "input_tokens": 30,
+                 "output_tokens": 3, "cost_credits": 0.01}
+            ]
+        });
+        let trend: Vec<Value> = (last - 29..=last)
+            .map(|d| {
+                if d == last {
+                    json!({"api_calls": calls_on_last, "total_tokens": 44, "cost_credits": 0.01})
+                } else if d == last - 1 {
+                    json!({"api_calls": 1, "total_tokens": 22, "cost_credits": 0})
+                } else {
+                    json!({"api_calls": 0, "total_tokens": 0, "cost_credits": 0})
+                }
+            })
+            .collect();
+        let costs = json!({
+            "total_api_calls": 3, "total_cost_credits": "0.01",
+            "cost_by_model": [
+                {"model": "a", "api_calls": 2, "cost_credits": 0.01},
+                {"model": "b", "api_calls": 1, "cost_credits": 0.01}
+            ],
+            "daily_trend": trend
+        });
+        (summary, costs)
+    }
+
+    #[test]
+    fn served_figures_equal_the_generated_totals_or_a_mismatch_is_named() {
+        let last = 20_000;
+        let mut t = LlmTally::default();
+        // Outside the 30 days: ignored. Costs are totalled in micros, then rounded: model
+        // a's 0.005 shows as 0.01, day 28's 0.004 as 0.
+        t.add(&llm("old", last - 30, "a", 1000, 1000, 9_999_999));
+        t.add(&llm("1", last - 1, "a", 20, 2, 4_000));
+        t.add(&llm("2", last, "a", 10, 1, 1_000));
+        t.add(&llm("3", last, "b", 30, 3, 5_000));
+        let (summary, costs) = responses(last, 2);
+        let ok = check(&t, last, &summary, &costs).unwrap();
+        assert!(ok.ok, "{:?}", ok.mismatches);
+        assert!(ok.checks > 100);
+
+        let (summary, costs) = responses(last, 3);
+        let bad = check(&t, last, &summary, &costs).unwrap();
+        assert!(!bad.ok);
+        assert_eq!(bad.mismatches.len(), 1);
+        assert_eq!(bad.mismatches[0].figure, "costs.daily_trend[29].api_calls");
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(crate::bench::percentile(&mut v, 50.0), 50.0);
+        assert_eq!(crate::bench::percentile(&mut v, 99.0), 99.0);
+        assert_eq!(crate::bench::percentile(&mut [7.0], 99.0), 7.0);
+        assert_eq!(crate::bench::percentile(&mut [], 50.0), 0.0);
+    }
+}
