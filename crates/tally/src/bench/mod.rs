@@ -149,6 +149,17 @@ pub async fn run(args: Args) -> Result<report::Report> {
         None => std::env::temp_dir().join(format!("tally-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&work)?;
+    // A private copy: a rebuild of target/release during the run must not change the
+    // server between its two starts.
+    let built: chrono::DateTime<chrono::Utc> = std::fs::metadata(&tally_bin)?.modified()?.into();
+    let build = format!(
+        "{build}; server binary built {}",
+        built.format("%Y-%m-%d %H:%M UTC")
+    );
+    let server_bin = work.join("tally");
+    std::fs::copy(&tally_bin, &server_bin)
+        .with_context(|| format!("copying {}", tally_bin.display()))?;
+    let tally_bin = server_bin;
     let url = args.database_url.clone();
 
     // 1. A fresh store, the entities, health checks and gauges, and a key.
