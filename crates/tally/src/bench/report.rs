@@ -274,11 +274,20 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
                 e.response_bytes
             );
         }
-        let n = self.endpoints.first().map_or(0, |e| e.cold_n);
-        let w = self.endpoints.first().map_or(0, |e| e.warm_n);
+        let range = |f: fn(&EndpointLatency) -> usize| {
+            let lo = self.endpoints.iter().map(f).min().unwrap_or(0);
+            let hi = self.endpoints.iter().map(f).max().unwrap_or(0);
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}–{hi} (time budget)")
+            }
+        };
         let _ = writeln!(
             s,
-            "\nTimes in ms, to the last byte; cold n = {n}, warm n = {w} per endpoint."
+            "\nTimes in ms, to the last byte; per endpoint, cold n = {}, warm n = {}.",
+            range(|e| e.cold_n),
+            range(|e| e.warm_n)
         );
         if let Some(d) = &self.duckdb {
             let _ = writeln!(
