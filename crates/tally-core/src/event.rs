@@ -127,6 +127,36 @@ pub struct Event {
     pub gauge_value: Option<f64>,
 }
 
+impl Event {
+    /// An event with only its id, kind and time set: quantity 1 unit, no tokens, no cost
+    /// (unpriced), every optional field absent. Callers set the rest with `..`.
+    pub fn blank(id: impl Into<String>, kind: EventKind, time: Micros) -> Event {
+        Event {
+            id: id.into(),
+            kind,
+            time,
+            customer_id: None,
+            service: None,
+            quantity: money::MICROS,
+            unit: None,
+            model: None,
+            provider: None,
+            input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 0,
+            cache_hit: None,
+            latency_ms: None,
+            status_code: None,
+            cost: 0,
+            cost_source: CostSource::Unpriced,
+            up: None,
+            gauge_name: None,
+            gauge_value: None,
+        }
+    }
+}
+
 /// Checks an identifier sent by a client (entity or event id, service name).
 pub fn validate_id(field: &str, id: &str) -> Result<(), FieldError> {
     if id.is_empty() {

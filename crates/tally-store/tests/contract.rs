@@ -237,27 +237,8 @@ fn invoice(
 
 fn usage(id: &str, service: &str, time: Micros) -> Event {
     Event {
-        id: id.into(),
-        kind: EventKind::Usage,
-        time,
-        customer_id: None,
         service: Some(service.into()),
-        quantity: 1_000_000,
-        unit: None,
-        model: None,
-        provider: None,
-        input_tokens: 0,
-        cache_read_tokens: 0,
-        cache_write_tokens: 0,
-        output_tokens: 0,
-        cache_hit: None,
-        latency_ms: None,
-        status_code: None,
-        cost: 0,
-        cost_source: CostSource::Unpriced,
-        up: None,
-        gauge_name: None,
-        gauge_value: None,
+        ..Event::blank(id, EventKind::Usage, time)
     }
 }
 

@@ -266,27 +266,15 @@ mod tests {
 
     fn llm(id: &str, day: i64, model: &str, input: i64, output: i64, cost: i64) -> Event {
         Event {
-            id: id.into(),
-            kind: EventKind::Usage,
-            time: day * MICROS_PER_DAY + 3_600_000_000,
             customer_id: Some("c".into()),
             service: Some("llm_inference".into()),
-            quantity: 1_000_000,
-            unit: None,
             model: Some(model.into()),
             provider: Some("p".into()),
             input_tokens: input,
-            cache_read_tokens: 0,
-            cache_write_tokens: 0,
             output_tokens: output,
-            cache_hit: None,
-            latency_ms: None,
-            status_code: None,
             cost,
             cost_source: CostSource::Given,
-            up: None,
-            gauge_name: None,
-            gauge_value: None,
+            ..Event::blank(id, EventKind::Usage, day * MICROS_PER_DAY + 3_600_000_000)
         }
     }
 

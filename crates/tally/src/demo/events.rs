@@ -229,7 +229,7 @@ impl EventStream {
             events.push(Event {
                 gauge_name: Some(CACHE_GAUGE.to_string()),
                 gauge_value: Some(cache_size_bytes(t - self.first_day, &mut rng)),
-                ..blank(
+                ..Event::blank(
                     format!("gauge_{}_{:05}", self.seed, d * GAUGES_PER_DAY + g + 1),
                     EventKind::Gauge,
                     t,
@@ -261,7 +261,7 @@ impl EventStream {
                     latency_ms: Some(latency),
                     status_code: Some(status),
                     up: Some(!down),
-                    ..blank(
+                    ..Event::blank(
                         format!(
                             "hc_{}_{}_{:06}",
                             self.seed,
@@ -298,7 +298,7 @@ impl EventStream {
             customer_id: Some(p.id.clone()),
             service: Some(service.name.to_string()),
             unit: Some(service.unit_type.to_string()),
-            ..blank(id, EventKind::Usage, t)
+            ..Event::blank(id, EventKind::Usage, t)
         };
         let status = status_code(rng, outage, service.kind);
         match service.kind {
@@ -444,32 +444,6 @@ fn status_code(rng: &mut ChaCha8Rng, outage: bool, kind: ServiceKind) -> i32 {
         }
     } else {
         200
-    }
-}
-
-fn blank(id: String, kind: EventKind, time: Micros) -> Event {
-    Event {
-        id,
-        kind,
-        time,
-        customer_id: None,
-        service: None,
-        quantity: MICROS,
-        unit: None,
-        model: None,
-        provider: None,
-        input_tokens: 0,
-        cache_read_tokens: 0,
-        cache_write_tokens: 0,
-        output_tokens: 0,
-        cache_hit: None,
-        latency_ms: None,
-        status_code: None,
-        cost: 0,
-        cost_source: CostSource::Unpriced,
-        up: None,
-        gauge_name: None,
-        gauge_value: None,
     }
 }
 
