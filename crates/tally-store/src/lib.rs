@@ -4,7 +4,10 @@
 //! Invariants every implementation keeps (and `tests/contract.rs` checks on both):
 //! - a method that returns `Ok` after a write has made it durable;
 //! - writes are idempotent: the same content again is [`WriteOutcome::Unchanged`];
-//! - an event id is stored once, forever: the first payload wins.
+//! - an event id is stored once, forever: the first payload wins;
+//! - a write that changes data raises its [`DataVersion`] counter in the same transaction
+//!   (entities or events; keys and the audit log have none), and one that changes nothing
+//!   or fails leaves it as it was.
 
 mod common;
 mod db;
@@ -60,6 +63,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The current data version: one small read. Every write that changes data raises its
+    /// counter in its own transaction, so the data read after this call is at least as
+    /// new as the version it returned, in this process or in any other on the database.
+    async fn data_version(&self) -> StoreResult<DataVersion>;
 
     // ---- entities: writes ------------------------------------------------------------
 
@@ -117,7 +125,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- analytics reads ---------------------------------------------------------------
 
-    /// Every plan, customer, subscription and change (the analytics filter by `as_of`).
+    /// Every plan, customer, subscription and change (the analytics filter by `as_of`),
+    /// with the data version of the same snapshot.
     async fn billing_data(&self) -> StoreResult<BillingData>;
     /// Every cost record and marketing spend record.
     async fn cost_data(&self) -> StoreResult<CostData>;

@@ -80,8 +80,22 @@ pub struct Counts {
     pub events: i64,
 }
 
+/// How far the stored data has come (see [`crate::Store::data_version`]): one counter per
+/// kind of data, each raised in the same transaction as every write that changed data of
+/// its kind. Values only grow; equal values mean equal data of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataVersion {
+    /// Plans, customers, subscriptions, their changes and cancellations, invoices, costs,
+    /// marketing spend, services and alert rules.
+    pub entities: i64,
+    /// Events (usage events, health checks, gauges) and the services they register.
+    pub events: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct BillingData {
+    /// The data version of the snapshot the rest was read from.
+    pub version: DataVersion,
     pub plans: Vec<Plan>,
     pub customers: Vec<Customer>,
     pub subscriptions: Vec<Subscription>,

@@ -158,10 +158,15 @@ contract_tests! {
         api_keys,
         alert_rules,
         audit_log,
+        data_version_counts_entity_writes,
+        data_version_counts_event_inserts,
+        billing_data_carries_its_version,
     ],
     url: [
         data_survives_reopening,
         concurrent_migrations,
+        data_version_is_shared_by_processes,
+        concurrent_writes_each_raise_the_version,
     ]
 }
 
@@ -1654,6 +1659,256 @@ async fn audit_log(s: &dyn Store) {
         s.list_audit(&page(2, Some(&encode_cursor("x")))).await,
         Err(StoreError::BadCursor)
     ));
+}
+
+// ---- data version ----------------------------------------------------------------------
+
+/// Asserts how far each counter moved since `last`, then moves `last` on. Every write that
+/// changed data raises its counter by exactly one (one transaction, however many rows);
+/// one that changed nothing, or failed and rolled back, leaves both as they were.
+async fn moved(s: &dyn Store, last: &mut DataVersion, entities: i64, events: i64, what: &str) {
+    let now = s.data_version().await.unwrap();
+    assert_eq!(
+        (now.entities - last.entities, now.events - last.events),
+        (entities, events),
+        "{what}: from {last:?} to {now:?}"
+    );
+    *last = now;
+}
+
+async fn data_version_counts_entity_writes(s: &dyn Store) {
+    let mut v = s.data_version().await.unwrap();
+    assert_eq!(v, DataVersion::default(), "a fresh store starts at zero");
+
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    moved(s, &mut v, 1, 0, "plan created").await;
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    moved(s, &mut v, 0, 0, "plan unchanged").await;
+    s.put_plan(&plan("pro", "pro", 5900)).await.unwrap();
+    moved(s, &mut v, 1, 0, "plan updated").await;
+
+    s.put_customer(&customer("c1")).await.unwrap();
+    moved(s, &mut v, 1, 0, "customer created").await;
+    s.put_customer(&customer("c1")).await.unwrap();
+    moved(s, &mut v, 0, 0, "customer unchanged").await;
+
+    let sub = subscription("s1", "c1", "pro");
+    s.put_subscription(&sub).await.unwrap();
+    moved(s, &mut v, 1, 0, "subscription created").await;
+    s.put_subscription(&sub).await.unwrap();
+    moved(s, &mut v, 0, 0, "subscription unchanged").await;
+    let other = Subscription {
+        quantity: 2,
+        ..sub.clone()
+    };
+    assert!(s.put_subscription(&other).await.is_err());
+    moved(s, &mut v, 0, 0, "subscription conflict").await;
+    assert!(s
+        .put_subscription(&subscription("s2", "nobody", "pro"))
+        .await
+        .is_err());
+    moved(s, &mut v, 0, 0, "subscription of an unknown customer").await;
+
+    let change = SubscriptionChange {
+        subscription_id: "s1".into(),
+        effective_at: t0() + DAY,
+        plan_id: None,
+        quantity: Some(3),
+        discount_percent: None,
+    };
+    s.put_change(&change).await.unwrap();
+    moved(s, &mut v, 1, 0, "change created").await;
+    s.put_change(&change).await.unwrap();
+    moved(s, &mut v, 0, 0, "change unchanged").await;
+    let orphan = SubscriptionChange {
+        subscription_id: "nope".into(),
+        ..change.clone()
+    };
+    assert!(s.put_change(&orphan).await.is_err());
+    moved(s, &mut v, 0, 0, "change of an unknown subscription").await;
+
+    s.cancel_subscription("s1", t0() + 10 * DAY).await.unwrap();
+    moved(s, &mut v, 1, 0, "cancellation").await;
+    s.cancel_subscription("s1", t0() + 10 * DAY).await.unwrap();
+    moved(s, &mut v, 0, 0, "the same cancellation").await;
+    assert!(s.cancel_subscription("s1", t0() - DAY).await.is_err());
+    moved(s, &mut v, 0, 0, "cancellation before the start").await;
+
+    let inv = invoice("i1", InvoiceStatus::Paid, 4900, t0(), Some(t0()));
+    s.put_invoice(&inv).await.unwrap();
+    moved(s, &mut v, 1, 0, "invoice created").await;
+    s.put_invoice(&inv).await.unwrap();
+    moved(s, &mut v, 0, 0, "invoice unchanged").await;
+
+    let nov = Month::new(2025, 11).unwrap();
+    let cost = |service: &str, amount| CostRecord {
+        month: nov,
+        category: CostCategory::Infrastructure,
+        service: service.into(),
+        amount,
+    };
+    s.put_costs(&[cost("a", 1), cost("b", 2)]).await.unwrap();
+    moved(s, &mut v, 1, 0, "two costs in one transaction").await;
+    s.put_costs(&[cost("a", 1), cost("b", 2)]).await.unwrap();
+    moved(s, &mut v, 0, 0, "costs unchanged").await;
+    s.put_costs(&[cost("a", 1), cost("b", 3)]).await.unwrap();
+    moved(s, &mut v, 1, 0, "one cost of two updated").await;
+    s.put_costs(&[]).await.unwrap();
+    moved(s, &mut v, 0, 0, "no costs").await;
+
+    let spend = MarketingSpend {
+        month: nov,
+        channel: "ads".into(),
+        amount: 100,
+    };
+    s.put_spend(std::slice::from_ref(&spend)).await.unwrap();
+    moved(s, &mut v, 1, 0, "spend created").await;
+    s.put_spend(std::slice::from_ref(&spend)).await.unwrap();
+    moved(s, &mut v, 0, 0, "spend unchanged").await;
+
+    let svc = Service {
+        name: "llm".into(),
+        display_name: Some("LLM".into()),
+        unit_type: None,
+        health_url: None,
+    };
+    s.put_service(&svc).await.unwrap();
+    moved(s, &mut v, 1, 0, "service created").await;
+    s.put_service(&svc).await.unwrap();
+    moved(s, &mut v, 0, 0, "service unchanged").await;
+
+    let mut churn = s.list_alert_rules().await.unwrap().remove(0);
+    churn.warning = dec("3");
+    s.put_alert_rule(&churn).await.unwrap();
+    moved(s, &mut v, 1, 0, "alert rule updated").await;
+    s.put_alert_rule(&churn).await.unwrap();
+    moved(s, &mut v, 0, 0, "alert rule unchanged").await;
+    s.delete_alert_rule("uptime").await.unwrap();
+    moved(s, &mut v, 1, 0, "alert rule deleted").await;
+    assert!(s.delete_alert_rule("uptime").await.is_err());
+    moved(s, &mut v, 0, 0, "missing alert rule").await;
+
+    // Keys and the audit log feed no figure.
+    let key = ApiKey {
+        id: "key_1".into(),
+        name: "ops".into(),
+        role: Role::Admin,
+        secret_hash: "aa".repeat(32),
+        created_at: t0(),
+        revoked_at: None,
+    };
+    s.put_api_key(&key).await.unwrap();
+    s.revoke_api_key("key_1", t0()).await.unwrap();
+    s.append_audit(&AuditEntry {
+        id: 0,
+        at: t0(),
+        key_id: None,
+        method: "PUT".into(),
+        route: "/api/v1/plans/{id}".into(),
+        status: 200,
+        client: None,
+    })
+    .await
+    .unwrap();
+    moved(s, &mut v, 0, 0, "keys and audit").await;
+}
+
+async fn data_version_counts_event_inserts(s: &dyn Store) {
+    let mut v = s.data_version().await.unwrap();
+    s.insert_events(&[]).await.unwrap();
+    moved(s, &mut v, 0, 0, "no events").await;
+    // A batch is one transaction: one step, however many events (and a new service
+    // registered by them counts under events too).
+    s.insert_events(&[usage("a", "llm", t0()), usage("b", "search", t0())])
+        .await
+        .unwrap();
+    moved(s, &mut v, 0, 1, "two new events").await;
+    s.insert_events(&[usage("a", "llm", t0()), usage("a", "llm", t0())])
+        .await
+        .unwrap();
+    moved(s, &mut v, 0, 0, "duplicates only").await;
+    s.insert_events(&[usage("b", "llm", t0()), health("h", true, None, t0())])
+        .await
+        .unwrap();
+    moved(s, &mut v, 0, 1, "a duplicate and a new health check").await;
+    s.insert_events(&[gauge("g", "llm_cache_size_bytes", 1.0, t0())])
+        .await
+        .unwrap();
+    moved(s, &mut v, 0, 1, "a gauge").await;
+}
+
+async fn billing_data_carries_its_version(s: &dyn Store) {
+    assert_eq!(
+        s.billing_data().await.unwrap().version,
+        DataVersion::default()
+    );
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    s.insert_events(&[usage("a", "llm", t0())]).await.unwrap();
+    let data = s.billing_data().await.unwrap();
+    assert_eq!(
+        data.version,
+        DataVersion {
+            entities: 1,
+            events: 1
+        }
+    );
+    assert_eq!(data.version, s.data_version().await.unwrap());
+    assert_eq!(data.plans.len(), 1);
+}
+
+/// Two stores on one database stand for two processes: each sees the other's writes in
+/// its next read of the version, which is what keeps their caches apart.
+async fn data_version_is_shared_by_processes(url: &str) {
+    let a = open_migrated(url).await;
+    let b = open_migrated(url).await;
+    let start = b.data_version().await.unwrap();
+    a.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    let after_plan = b.data_version().await.unwrap();
+    assert_eq!(after_plan.entities, start.entities + 1);
+    assert_eq!(b.billing_data().await.unwrap().plans.len(), 1);
+    a.insert_events(&[usage("e1", "llm", t0())]).await.unwrap();
+    let after_event = b.data_version().await.unwrap();
+    assert_eq!(
+        after_event,
+        DataVersion {
+            events: after_plan.events + 1,
+            ..after_plan
+        }
+    );
+}
+
+/// Concurrent writers, from two pools, never lose a step: each committed write that
+/// changed data is one step of its counter.
+async fn concurrent_writes_each_raise_the_version(url: &str) {
+    let stores = [open_migrated(url).await, open_migrated(url).await];
+    let start = stores[0].data_version().await.unwrap();
+    const EACH: usize = 8;
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        for i in 0..EACH {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("{n}-{i}");
+                store
+                    .insert_events(&[usage(&format!("e{id}"), "llm", t0())])
+                    .await
+                    .unwrap();
+                store
+                    .put_plan(&plan(&format!("p{id}"), "pro", 100))
+                    .await
+                    .unwrap();
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let end = stores[1].data_version().await.unwrap();
+    let writes = (2 * EACH) as i64;
+    assert_eq!(
+        (end.entities - start.entities, end.events - start.events),
+        (writes, writes)
+    );
 }
 
 // ---- opening ---------------------------------------------------------------------------

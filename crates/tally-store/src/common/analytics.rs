@@ -101,9 +101,11 @@ async fn all<T>(
     conn.rows(sql, vec![]).await?.iter().map(decode).collect()
 }
 
-/// Expects a snapshot, so that every change's subscription is in the same read.
+/// Expects a snapshot, so that every change's subscription is in the same read and the
+/// version is exactly that of the data.
 pub(crate) async fn billing_data(conn: &mut dyn Conn) -> StoreResult<BillingData> {
     Ok(BillingData {
+        version: super::version::read(conn).await?,
         plans: all(conn, &format!("SELECT {PLAN_COLS} FROM plans ORDER BY id"), entities::plan).await?,
         customers: all(conn, &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY id"), customer).await?,
         subscriptions: all(conn, &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions ORDER BY id"), subscription)

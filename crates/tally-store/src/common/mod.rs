@@ -9,6 +9,10 @@ mod rollup;
 
 pub(crate) use rollup::rollup_upserts;
 mod upsert;
+mod version;
+
+pub(crate) use version::BUMP_EVENTS;
+use version::{Changed, Counter};
 
 use crate::db::Backend;
 use crate::*;
@@ -16,11 +20,18 @@ use async_trait::async_trait;
 use std::collections::HashSet;
 use tally_core::event::Event;
 
-/// Runs one write function in a write transaction and commits.
+/// Runs one write function in a write transaction and commits. The second argument names
+/// the data version counter the write covers (`Some(Counter::...)`) or `None` for data no
+/// figure is computed from; the counter is raised, last, only when the write changed
+/// something, and a failed write rolls back with its bump.
 macro_rules! in_tx {
-    ($self:ident, $f:path, $($arg:expr),*) => {{
+    ($self:ident, $counter:expr, $f:path, $($arg:expr),*) => {{
         let mut tx = $self.backend.write().await?;
         let out = $f(&mut *tx, $($arg),*).await?;
+        let counter: Option<Counter> = $counter;
+        if let Some(counter) = counter.filter(|_| Changed::changed(&out)) {
+            version::bump(&mut *tx, counter).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }};
@@ -58,20 +69,34 @@ impl<B: Backend> Store for SqlStore<B> {
             .map(drop)
     }
 
+    async fn data_version(&self) -> StoreResult<DataVersion> {
+        version::read(&mut *self.backend.read().await?).await
+    }
+
     async fn put_plan(&self, plan: &Plan) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::put_plan, plan)
+        in_tx!(self, Some(Counter::Entities), entities::put_plan, plan)
     }
 
     async fn put_customer(&self, customer: &Customer) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::put_customer, customer)
+        in_tx!(
+            self,
+            Some(Counter::Entities),
+            entities::put_customer,
+            customer
+        )
     }
 
     async fn put_subscription(&self, sub: &Subscription) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::put_subscription, sub)
+        in_tx!(
+            self,
+            Some(Counter::Entities),
+            entities::put_subscription,
+            sub
+        )
     }
 
     async fn put_change(&self, change: &SubscriptionChange) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::put_change, change)
+        in_tx!(self, Some(Counter::Entities), entities::put_change, change)
     }
 
     async fn cancel_subscription(
@@ -79,23 +104,39 @@ impl<B: Backend> Store for SqlStore<B> {
         id: &str,
         effective_at: Micros,
     ) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::cancel_subscription, id, effective_at)
+        in_tx!(
+            self,
+            Some(Counter::Entities),
+            entities::cancel_subscription,
+            id,
+            effective_at
+        )
     }
 
     async fn put_invoice(&self, invoice: &Invoice) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::put_invoice, invoice)
+        in_tx!(
+            self,
+            Some(Counter::Entities),
+            entities::put_invoice,
+            invoice
+        )
     }
 
     async fn put_costs(&self, costs: &[CostRecord]) -> StoreResult<Vec<WriteOutcome>> {
-        in_tx!(self, entities::put_costs, costs)
+        in_tx!(self, Some(Counter::Entities), entities::put_costs, costs)
     }
 
     async fn put_spend(&self, spend: &[MarketingSpend]) -> StoreResult<Vec<WriteOutcome>> {
-        in_tx!(self, entities::put_spend, spend)
+        in_tx!(self, Some(Counter::Entities), entities::put_spend, spend)
     }
 
     async fn put_service(&self, service: &Service) -> StoreResult<WriteOutcome> {
-        in_tx!(self, entities::put_service, service)
+        in_tx!(
+            self,
+            Some(Counter::Entities),
+            entities::put_service,
+            service
+        )
     }
 
     async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<bool>> {
@@ -188,7 +229,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        in_tx!(self, access::put_api_key, key)
+        in_tx!(self, None, access::put_api_key, key)
     }
 
     async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
@@ -200,7 +241,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn revoke_api_key(&self, id: &str, at: Micros) -> StoreResult<()> {
-        in_tx!(self, access::revoke_api_key, id, at)
+        in_tx!(self, None, access::revoke_api_key, id, at)
     }
 
     async fn list_alert_rules(&self) -> StoreResult<Vec<AlertRule>> {
@@ -208,15 +249,20 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> StoreResult<WriteOutcome> {
-        in_tx!(self, access::put_alert_rule, rule)
+        in_tx!(self, Some(Counter::Entities), access::put_alert_rule, rule)
     }
 
     async fn delete_alert_rule(&self, metric: &str) -> StoreResult<()> {
-        in_tx!(self, access::delete_alert_rule, metric)
+        in_tx!(
+            self,
+            Some(Counter::Entities),
+            access::delete_alert_rule,
+            metric
+        )
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        in_tx!(self, access::append_audit, entry)
+        in_tx!(self, None, access::append_audit, entry)
     }
 
     async fn list_audit(&self, page: &PageRequest) -> StoreResult<Page<AuditEntry>> {

@@ -68,6 +68,11 @@ impl Backend for Postgres {
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
         let mut tx = self.pool.begin().await?;
         let new = events::insert(&mut tx, events).await?;
+        if !new.is_empty() {
+            sqlx::query(crate::common::BUMP_EVENTS)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(new)
     }
