@@ -221,7 +221,8 @@ impl<B: Backend> Store for SqlStore<B> {
         query: &UsageQuery,
         pieces: &[(String, Span)],
     ) -> StoreResult<Vec<UsageRow>> {
-        rollup::usage_pieces(&mut *self.backend.snapshot().await?, query, pieces).await
+        let lookup = rollup::PieceLookup::for_backend(B::NAME);
+        rollup::usage_pieces(&mut *self.backend.snapshot().await?, lookup, query, pieces).await
     }
 
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>> {

@@ -9,14 +9,17 @@ use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::StoreResult;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::collections::HashSet;
+use std::str::FromStr;
 use std::time::Duration;
 use tally_core::event::Event;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 const MAX_CONNECTIONS: u32 = 16;
+/// Memory a sort or hash of one query may use before spilling to disk.
+const WORK_MEM: &str = "64MB";
 
 /// A store in a PostgreSQL database.
 pub type PgStore = SqlStore<Postgres>;
@@ -29,10 +32,13 @@ pub struct Postgres {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`).
     pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        // The default work_mem (4 MB) sends the sort behind a month's (service, customer)
+        // totals of the customer rollup to disk: 420 ms instead of 120 ms on the demo.
+        let options = PgConnectOptions::from_str(url)?.options([("work_mem", WORK_MEM)]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(SqlStore {
             backend: Postgres { pool },
