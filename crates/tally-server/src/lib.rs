@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -106,7 +107,8 @@ pub fn openapi_json() -> &'static str {
     })
 }
 
-/// The whole application: routes, auth on every route, limits, CORS and tracing.
+/// The whole application: routes, auth on every route, limits, the analytics cache, CORS
+/// and tracing.
 pub fn app(state: AppState) -> Router {
     let (router, _) = api_router().split_for_parts();
     let cfg = &state.config;
@@ -118,6 +120,11 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::NotFound("this route does not take that method; see /docs".into())
         })
+        // Inside the authorization: a cached answer is checked and counted like any other.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cache::serve,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

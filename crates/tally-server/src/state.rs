@@ -1,5 +1,7 @@
-//! What every handler shares: the store, the resolved configuration, prices and clock.
+//! What every handler shares: the store, the resolved configuration, prices, clock and
+//! caches.
 
+use crate::cache::Caches;
 use crate::limits::{RateLimit, RateLimiters};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,9 @@ pub struct ServerConfig {
     /// A connection that has not sent a whole request head within this time is closed
     /// (this also closes idle keep-alive connections).
     pub header_read_timeout: Duration,
+    /// Most bytes the analytics response cache holds (keys, headers and bodies); 0 turns
+    /// it off.
+    pub response_cache_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +46,7 @@ impl Default for ServerConfig {
             rate_limit_burst: 200,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
+            response_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -72,6 +78,9 @@ pub struct Inner {
     pub clock: Clock,
     /// Per-key and per-address request buckets, built from `config`.
     pub limits: RateLimiters,
+    /// Analytics responses and the subscription book, keyed by the store's data version
+    /// (so they hold nothing another process could have made stale).
+    pub cache: Caches,
 }
 
 impl AppState {
@@ -86,8 +95,10 @@ impl AppState {
             per_second: config.rate_limit_per_second,
             burst: config.rate_limit_burst,
         });
+        let cache = Caches::new(config.response_cache_bytes);
         AppState(Arc::new(Inner {
             limits,
+            cache,
             store,
             config,
             prices,

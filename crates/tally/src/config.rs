@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// keep-alive limit). [default: 10]
     #[arg(long, env = "TALLY_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
+
+    /// Most bytes of analytics responses kept in memory; 0 turns the response cache off.
+    /// [default: 67108864]
+    #[arg(long, env = "TALLY_RESPONSE_CACHE_BYTES")]
+    pub response_cache_bytes: Option<u64>,
 }
 
 /// The config file: every key optional.
@@ -107,6 +112,7 @@ pub struct FileConfig {
     pub rate_limit_burst: Option<u32>,
     pub max_connections: Option<usize>,
     pub header_read_timeout_secs: Option<u64>,
+    pub response_cache_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -235,6 +241,10 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<Resolved> {
             .or(file.header_read_timeout_secs)
             .map(Duration::from_secs)
             .unwrap_or(defaults.header_read_timeout),
+        response_cache_bytes: s
+            .response_cache_bytes
+            .or(file.response_cache_bytes)
+            .unwrap_or(defaults.response_cache_bytes),
     };
     if server.max_batch == 0 || server.max_body_bytes == 0 {
         bail!("max_batch and max_body_bytes must be positive");
@@ -267,7 +277,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tally-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tally.toml");
-        std::fs::write(&path, "database_url = \"sqlite://from-file.db\"\nmax_batch = 50\nrate_limit_per_second = 5\nrate_limit_burst = 9\n[exchange_rates]\nEUR = \"1.08\"\n").unwrap();
+        std::fs::write(&path, "database_url = \"sqlite://from-file.db\"\nmax_batch = 50\nrate_limit_per_second = 5\nrate_limit_burst = 9\nresponse_cache_bytes = 0\n[exchange_rates]\nEUR = \"1.08\"\n").unwrap();
         let g = GlobalArgs {
             config: Some(path.clone()),
             ..Default::default()
@@ -288,6 +298,7 @@ mod tests {
         );
         assert_eq!(r.server.max_connections, 1024);
         assert_eq!(r.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(r.server.response_cache_bytes, 0);
         assert_eq!(r.bind.to_string(), DEFAULT_BIND);
         assert_eq!(r.money.rates["EUR"].to_string(), "1.08");
         std::fs::write(&path, "databse_url = 1\n").unwrap();

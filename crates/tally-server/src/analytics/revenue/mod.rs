@@ -13,6 +13,7 @@ pub mod users;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use rust_decimal::Decimal;
+use std::sync::Arc;
 use tally_core::billing::Book;
 use tally_core::model::CostCategory;
 use tally_core::time::Month;
@@ -38,13 +39,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::put_rule, alerts::delete_rule))
 }
 
-/// Every plan, customer, subscription and change, as a book in the reporting currency.
-pub(crate) async fn load_book(state: &AppState) -> ApiResult<Book> {
-    let d = state.store.billing_data().await?;
-    Ok(
-        Book::new(&d.plans, &d.customers, &d.subscriptions, &d.changes)
-            .with_currency(state.money.reporting),
-    )
+/// Every plan, customer, subscription and change, as a book in the reporting currency:
+/// built once per entities version and shared (see `crate::cache`).
+pub(crate) async fn load_book(state: &AppState) -> ApiResult<Arc<Book>> {
+    state.cache.book(state).await
 }
 
 /// Rounds money and percentages to 2 decimals, half away from zero.

@@ -13,6 +13,7 @@ use crate::state::AppState;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tally_core::billing::Book;
 use tally_core::model::Service;
 use tally_core::money;
@@ -113,13 +114,10 @@ impl From<Span> for SpanView {
     }
 }
 
-/// The subscription book, reading plan amounts in the reporting currency.
-pub(crate) async fn book(state: &AppState) -> ApiResult<Book> {
-    let d = state.store.billing_data().await?;
-    Ok(
-        Book::new(&d.plans, &d.customers, &d.subscriptions, &d.changes)
-            .with_currency(state.money.reporting),
-    )
+/// The subscription book, reading plan amounts in the reporting currency (shared, see
+/// `crate::cache`).
+pub(crate) async fn book(state: &AppState) -> ApiResult<Arc<Book>> {
+    state.cache.book(state).await
 }
 
 /// Every registered service, by name.
