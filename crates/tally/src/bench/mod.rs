@@ -270,7 +270,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
     srv.stop().await?;
     let _ = std::fs::remove_file(&spool.path);
 
-    // 4. Latency: a fresh server, cold rounds, then warm.
+    // 4. Latency: a fresh server, cold rounds (computed), then warm (cached).
     let as_of = END.to_owned();
     let after = format!("{}T12:00:00Z", end + chrono::Days::new(2));
     let srv = server::Server::start(&tally_bin, &url).await?;
@@ -301,16 +301,20 @@ pub async fn run(args: Args) -> Result<report::Report> {
         .iter()
         .zip(cold)
         .zip(warm)
-        .map(|((path, mut c), (mut w, bytes))| latency::EndpointLatency {
-            endpoint: path.to_string(),
-            cold_n: c.len(),
-            cold_p50_ms: percentile(&mut c, 50.0),
-            cold_p99_ms: percentile(&mut c, 99.0),
-            warm_n: w.len(),
-            warm_p50_ms: percentile(&mut w, 50.0),
-            warm_p99_ms: percentile(&mut w, 99.0),
-            response_bytes: bytes,
-        })
+        .map(
+            |((path, mut c), (mut w, hits, bytes))| latency::EndpointLatency {
+                endpoint: path.to_string(),
+                first_ms: c[0],
+                cold_n: c.len(),
+                cold_p50_ms: percentile(&mut c, 50.0),
+                cold_p99_ms: percentile(&mut c, 99.0),
+                warm_n: w.len(),
+                warm_p50_ms: percentile(&mut w, 50.0),
+                warm_p99_ms: percentile(&mut w, 99.0),
+                warm_hits: hits,
+                response_bytes: bytes,
+            },
+        )
         .collect();
 
     // 5. Exactness, and the responses DuckDB is compared with.
@@ -321,7 +325,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
         latency::ENDPOINTS[1],
         latency::ENDPOINTS[19],
     ] {
-        let (_, body) = latency::get(&http, &srv.base, &key, &fetch(p)).await?;
+        let (_, body, _) = latency::get(&http, &srv.base, &key, &fetch(p), true).await?;
         responses.insert(p.to_owned(), serde_json::from_slice(&body)?);
     }
     let last_day = day_start(end) / MICROS_PER_DAY;
