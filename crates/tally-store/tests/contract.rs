@@ -150,6 +150,7 @@ contract_tests! {
         usage_aggregates,
         usage_filters_and_empty_results,
         usage_equals_a_scan_of_the_events,
+        active_customers_equal_a_scan_of_the_events,
         invoice_stats_by_paid_and_issued_time,
         latest_gauge,
         pagination,
@@ -1184,6 +1185,93 @@ async fn usage_equals_a_scan_of_the_events(s: &dyn Store) {
         assert_eq!(s.usage_pieces(&q, &pieces).await.unwrap(), expected);
     }
     assert_eq!(s.usage_pieces(&usage_query(), &[]).await.unwrap(), vec![]);
+}
+
+/// Events over 80 days (three 32-day activity blocks), in batches with duplicates whose
+/// later payloads must not count: the active (service, customer) pairs of spans with
+/// partial days, across block boundaries, equal a scan of the stored events.
+async fn active_customers_equal_a_scan_of_the_events(s: &dyn Store) {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let pick = |i: u64, options: &[Option<&str>]| options[i as usize].map(str::to_owned);
+    // Day 20,448 (2025-12-26) starts block 639: the events cover parts of blocks 638-640.
+    let base = 20_440 * DAY;
+    let mut sent = Vec::new();
+    for i in 0..1200 {
+        let id = if i > 100 && rnd(8) == 0 {
+            format!("a{}", rnd(i))
+        } else {
+            format!("a{i}")
+        };
+        let mut e = Event::blank(
+            &id,
+            [EventKind::Usage, EventKind::HealthCheck][rnd(4).min(1) as usize],
+            base + rnd(80 * DAY as u64) as i64,
+        );
+        e.customer_id = pick(
+            rnd(9),
+            &[
+                None,
+                Some("c1"),
+                Some("c2"),
+                Some("c3"),
+                Some("c4"),
+                Some("c5"),
+                Some("c6"),
+                Some("c7"),
+                Some("c8"),
+            ],
+        );
+        e.service = pick(rnd(3), &[None, Some("svc_a"), Some("svc_b")]);
+        sent.push(e);
+    }
+    for batch in sent.chunks(250) {
+        s.insert_events(batch).await.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let stored: Vec<&Event> = sent.iter().filter(|e| seen.insert(e.id.clone())).collect();
+
+    let d = |day: i64| day * DAY;
+    let spans = [
+        Span::new(d(20_440), d(20_520)),
+        Span::new(d(20_447), d(20_449)),
+        Span::new(d(20_448), d(20_480)),
+        Span::new(d(20_450) + 5, d(20_451) - 5),
+        Span::new(d(20_445) + HOUR, d(20_490) + 3 * HOUR),
+        Span::through(d(20_479) + 17, d(20_481) + 123_456),
+        Span::new(d(20_400), d(20_441)),
+        Span::new(d(20_500), d(20_500)),
+        Span::new(d(20_600), d(20_700)),
+    ];
+    let mut nonempty = 0;
+    for span in spans {
+        for kind in [EventKind::Usage, EventKind::HealthCheck] {
+            for by_service in [false, true] {
+                let expected: std::collections::BTreeSet<(Option<String>, String)> = stored
+                    .iter()
+                    .filter(|e| e.kind == kind && span.contains(e.time))
+                    .filter_map(|e| {
+                        let service = e.service.clone().filter(|_| by_service);
+                        e.customer_id.clone().map(|c| (service, c))
+                    })
+                    .collect();
+                let got = s.active_customers(kind, span, by_service).await.unwrap();
+                assert_eq!(
+                    got,
+                    expected.iter().cloned().collect::<Vec<_>>(),
+                    "{kind:?} {span:?} by_service={by_service}"
+                );
+                nonempty += usize::from(!expected.is_empty());
+            }
+        }
+    }
+    // The scan is not trivially empty: most spans hold events of both kinds.
+    assert!(nonempty >= 24, "{nonempty}");
 }
 
 async fn latest_gauge(s: &dyn Store) {

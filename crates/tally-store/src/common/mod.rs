@@ -18,7 +18,7 @@ use crate::db::Backend;
 use crate::*;
 use async_trait::async_trait;
 use std::collections::HashSet;
-use tally_core::event::Event;
+use tally_core::event::{Event, EventKind};
 
 /// Runs one write function in a write transaction and commits. The second argument names
 /// the data version counter the write covers (`Some(Counter::...)`) or `None` for data no
@@ -223,6 +223,15 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<Vec<UsageRow>> {
         let lookup = rollup::PieceLookup::for_backend(B::NAME);
         rollup::usage_pieces(&mut *self.backend.snapshot().await?, lookup, query, pieces).await
+    }
+
+    async fn active_customers(
+        &self,
+        kind: EventKind,
+        span: Span,
+        by_service: bool,
+    ) -> StoreResult<Vec<(Option<String>, String)>> {
+        rollup::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
     }
 
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>> {

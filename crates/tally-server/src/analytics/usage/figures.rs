@@ -1,12 +1,12 @@
 //! Single usage figures over a span, unrounded, for the composite endpoints (metrics
 //! summary, KPIs, alerts, billing summary) and for this module's own endpoints.
 
-use super::{credits, credits_to_money, mean_latency, percent, rows, totals};
+use super::{credits, credits_to_money, mean_latency, percent, totals};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use rust_decimal::Decimal;
 use tally_core::event::EventKind;
-use tally_store::{Span, UsageDim, UsageQuery};
+use tally_store::{Span, UsageQuery};
 
 /// API calls: usage events in the span.
 pub async fn api_calls(state: &AppState, span: Span) -> ApiResult<i64> {
@@ -17,12 +17,11 @@ pub async fn api_calls(state: &AppState, span: Span) -> ApiResult<i64> {
 
 /// Active customers: distinct customers with at least one usage event in the span.
 pub async fn active_customers(state: &AppState, span: Span) -> ApiResult<i64> {
-    let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Customer]);
-    Ok(rows(state, &q)
-        .await?
-        .iter()
-        .filter(|r| r.customer_id.is_some())
-        .count() as i64)
+    let active = state
+        .store
+        .active_customers(EventKind::Usage, span, false)
+        .await?;
+    Ok(active.len() as i64)
 }
 
 /// Uptime %: successful health checks / health checks × 100; `None` without checks.

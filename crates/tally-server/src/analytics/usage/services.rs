@@ -27,32 +27,37 @@ pub(crate) fn month_to_date(as_of: Micros) -> Span {
     Span::through(Month::of(as_of).start(), as_of)
 }
 
-/// Per service: (events, distinct customers) of the usage events in `span`.
+/// Per service with usage events in `span`: (events, distinct customers). Events come
+/// from the service totals, customers from the store's activity index: both stay small
+/// whatever the number of customers, unlike a (service, customer) grouping.
 async fn calls_and_users(s: &AppState, span: Span) -> ApiResult<HashMap<String, (i64, i64)>> {
-    let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Service, UsageDim::Customer]);
-    let mut out: HashMap<String, (i64, i64)> = HashMap::new();
-    for r in rows(s, &q).await? {
-        let Some(service) = r.service else { continue };
-        let e = out.entry(service).or_default();
-        e.0 += r.events;
-        if r.customer_id.is_some() {
-            e.1 += 1;
-        }
-    }
-    Ok(out)
+    Ok(users_by_service(s, span)
+        .await?
+        .into_iter()
+        .map(|(service, (events, users))| (service, (events, users.len() as i64)))
+        .collect())
 }
 
-/// Per service: the set of customers with usage events in `span`.
+/// Per service with usage events in `span`: its events and the set of customers among
+/// them (empty when none of its events has a customer).
 async fn users_by_service(
     s: &AppState,
     span: Span,
-) -> ApiResult<HashMap<String, BTreeSet<String>>> {
-    let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Service, UsageDim::Customer]);
-    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in rows(s, &q).await? {
-        let Some(service) = r.service else { continue };
-        let users = out.entry(service).or_default();
-        users.extend(r.customer_id);
+) -> ApiResult<HashMap<String, (i64, BTreeSet<String>)>> {
+    let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Service]);
+    let mut out: HashMap<String, (i64, BTreeSet<String>)> = rows(s, &q)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.service?, (r.events, BTreeSet::new()))))
+        .collect();
+    for (service, customer) in s
+        .store
+        .active_customers(EventKind::Usage, span, true)
+        .await?
+    {
+        if let Some(service) = service {
+            out.entry(service).or_default().1.insert(customer);
+        }
     }
     Ok(out)
 }
@@ -267,7 +272,7 @@ pub async fn adoption(
     let services = names
         .into_iter()
         .map(|name| {
-            let used = users.get(&name).unwrap_or(&empty);
+            let used = users.get(&name).map_or(&empty, |u| &u.1);
             let mut adopters_by_tier: BTreeMap<&str, i64> = BTreeMap::new();
             for c in used {
                 if let Some(tier) = subscribers.get(c) {
