@@ -1,8 +1,13 @@
 //! Event ingestion speed, in batches of 1000 as the HTTP API receives them. Not part of
 //! the normal run; measure with
 //! `cargo test --release -p tally-store --test throughput -- --ignored --nocapture`
-//! (PostgreSQL too when `TALLY_TEST_DATABASE_URL` is set).
+//! (PostgreSQL too when `TALLY_TEST_DATABASE_URL` is set; `TALLY_THROUGHPUT_EVENTS` sets
+//! how many events each phase sends, 200,000 by default). One client sends batches one
+//! after another; then four clients send another set of events concurrently into the
+//! same store, as the HTTP server's requests do.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tally_core::event::{CostSource, Event, EventKind};
 use tally_store::Store;
@@ -59,7 +64,7 @@ async fn measure(store: &dyn Store, total: usize) {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{}: {total} events in {secs:.2}s = {:.0} events/s",
+        "{}: one client: {total} events in {secs:.2}s = {:.0} events/s",
         store.backend(),
         total as f64 / secs
     );
@@ -81,6 +86,44 @@ async fn measure(store: &dyn Store, total: usize) {
     );
 }
 
+/// `clients` concurrent callers, each sending its share of the batches one after another,
+/// as the HTTP server's requests do.
+async fn measure_concurrent(store: Arc<dyn Store>, total: usize, clients: usize) {
+    let all = Arc::new(events(total, 7));
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (store, all, next) = (store.clone(), all.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = all.chunks(BATCH).nth(i) else {
+                    break;
+                };
+                let stored = store.insert_events(batch).await.unwrap();
+                assert!(stored.iter().all(|&s| s));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}: {clients} clients: {total} events in {secs:.2}s = {:.0} events/s",
+        store.backend(),
+        total as f64 / secs
+    );
+}
+
+fn scale() -> usize {
+    std::env::var("TALLY_THROUGHPUT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test; run in release"]
 async fn sqlite_ingest_throughput() {
@@ -89,7 +132,8 @@ async fn sqlite_ingest_throughput() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    measure(&*store, 200_000).await;
+    measure(&*store, scale()).await;
+    measure_concurrent(store, scale(), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +153,11 @@ async fn postgres_ingest_throughput() {
     url.set_path(&name);
     let store = tally_store::open(url.as_str()).await.unwrap();
     store.migrate().await.unwrap();
-    let result = tokio::spawn(async move { measure(&*store, 100_000).await }).await;
+    let result = tokio::spawn(async move {
+        measure(&*store, scale()).await;
+        measure_concurrent(store, scale(), 4).await;
+    })
+    .await;
     conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
         .await
         .unwrap();

@@ -186,3 +186,137 @@ async fn every_event_exactly_once_after_sigkill(store: TestStore) {
 }
 
 both_stores!(every_event_exactly_once_after_sigkill);
+
+// ---- ingestion throughput over HTTP (a measurement, not a test) -------------------------
+
+/// Usage events of the demo generator (the benchmark's data at `customers` customers), as
+/// request bodies of `batch` events, alternating JSON arrays and NDJSON by quarter as
+/// `tally-bench` does. Returns (body, ndjson) pairs and the number of events.
+fn demo_bodies(customers: usize, events: usize, batch: usize) -> (Vec<(Vec<u8>, bool)>, usize) {
+    use tally::bench::wire::batch_body;
+    let opts = tally::demo::DemoOptions {
+        seed: 42,
+        end: chrono::NaiveDate::from_ymd_opt(2025, 11, 27).unwrap(),
+        customers,
+        events,
+        ..Default::default()
+    };
+    let plan = tally::demo::plan(&opts);
+    let mut stream = plan.event_stream(&opts);
+    let mut usage = Vec::with_capacity(events);
+    while let Some(day) = stream.next_day() {
+        usage.extend(day.into_iter().filter(|e| e.kind == EventKind::Usage));
+    }
+    let n = usage.len();
+    let chunks = n.div_ceil(batch);
+    let bodies = usage
+        .chunks(batch)
+        .enumerate()
+        .map(|(i, c)| {
+            let ndjson = (i * 4 / chunks) % 2 == 1;
+            (batch_body(c, ndjson).unwrap(), ndjson)
+        })
+        .collect();
+    (bodies, n)
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Sends every body from `clients` concurrent clients (each takes the next unsent one);
+/// prints events/s overall and per format. Every event must be accepted.
+async fn measure_http(store: TestStore) {
+    let customers = env_or("TALLY_INGEST_CUSTOMERS", 10_000);
+    let wanted = env_or("TALLY_INGEST_EVENTS", 400_000);
+    let clients = env_or("TALLY_INGEST_CLIENTS", 4);
+    let (bodies, n) = demo_bodies(customers, wanted, 1000);
+    let secret = add_key(store.store.as_ref(), Role::Ingest).await;
+    let server = start(&store.url);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, bodies, next) = (http.clone(), bodies.clone(), next.clone());
+        let (url, secret) = (format!("{}/api/v1/events", server.base), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            // Per format: (events, seconds spent in requests), and accepted events.
+            let mut lat = Vec::new();
+            let mut accepted = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((body, ndjson)) = bodies.get(i) else {
+                    break;
+                };
+                let ctype = if *ndjson {
+                    "application/x-ndjson"
+                } else {
+                    "application/json"
+                };
+                let t = std::time::Instant::now();
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&secret)
+                    .header("content-type", ctype)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(resp.status().is_success(), "{}", resp.status());
+                let ack: Value = resp.json().await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                accepted += ack["accepted"].as_u64().unwrap();
+            }
+            (accepted, lat)
+        }));
+    }
+    let mut accepted = 0;
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (a, l) = t.await.unwrap();
+        accepted += a;
+        lat.extend(l);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    server.kill();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "{}: {n} events ({customers} customers) over HTTP from {clients} clients in {secs:.2}s = {:.0} events/s; request p50 {:.1} ms, p99 {:.1} ms; load {}",
+        store.store.backend(),
+        n as f64 / secs,
+        pct(0.5),
+        pct(0.99),
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
+    assert_eq!(accepted as usize, n);
+    assert_eq!(
+        store.reopen().await.counts().await.unwrap().events,
+        n as i64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test; run in release"]
+async fn sqlite_http_ingest_throughput() {
+    measure_http(TestStore::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test; run in release"]
+async fn postgres_http_ingest_throughput() {
+    match TestStore::postgres().await {
+        Some(store) => measure_http(store).await,
+        None => eprintln!("skipped: TALLY_TEST_DATABASE_URL is not set"),
+    }
+}

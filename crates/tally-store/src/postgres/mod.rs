@@ -6,6 +6,7 @@ mod events;
 
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
+use crate::sqlite::group_commit::{Group, GroupCommit, WriteGroup};
 use crate::StoreResult;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -18,6 +19,10 @@ use tally_core::event::Event;
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 const MAX_CONNECTIONS: u32 = 16;
+
+/// Event groups written at once: while one group commits, the next one inserts.
+const EVENT_WRITERS: usize = 2;
+
 /// Memory a sort or hash of one query may use before spilling to disk.
 const WORK_MEM: &str = "64MB";
 
@@ -27,6 +32,8 @@ pub type PgStore = SqlStore<Postgres>;
 /// The PostgreSQL backend of [`PgStore`].
 pub struct Postgres {
     pool: PgPool,
+    /// Event batches, written in groups (see `group_commit`).
+    events: GroupCommit,
 }
 
 impl PgStore {
@@ -40,8 +47,9 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
+        let events = GroupCommit::start(EventWriter { pool: pool.clone() }, EVENT_WRITERS);
         Ok(SqlStore {
-            backend: Postgres { pool },
+            backend: Postgres { pool, events },
         })
     }
 }
@@ -72,9 +80,23 @@ impl Backend for Postgres {
     }
 
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
+        self.events.insert(events).await
+    }
+}
+
+/// Writes one group of event batches in a transaction of its own.
+struct EventWriter {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl WriteGroup for EventWriter {
+    async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
         let mut tx = self.pool.begin().await?;
-        let new = events::insert(&mut tx, events).await?;
-        if !new.is_empty() {
+        let new = events::insert(&mut tx, group.events()).await?;
+        // One step of the events' version per batch that stored something, as if each
+        // had had its own transaction.
+        for _ in 0..group.changed_writes(&new) {
             sqlx::query(crate::common::BUMP_EVENTS)
                 .execute(&mut *tx)
                 .await?;

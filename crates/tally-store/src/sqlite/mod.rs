@@ -4,10 +4,15 @@
 mod conn;
 mod events;
 
+// Shared by both backends; declared here rather than in lib.rs (see group_commit.rs).
+#[path = "../group_commit.rs"]
+pub(crate) mod group_commit;
+
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
+use group_commit::{Group, GroupCommit, WriteGroup};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -35,6 +40,8 @@ pub type SqliteStore = SqlStore<Sqlite>;
 pub struct Sqlite {
     write: SqlitePool,
     read: SqlitePool,
+    /// Event batches, written in groups through `write` (see `group_commit`).
+    events: GroupCommit,
 }
 
 impl SqliteStore {
@@ -76,8 +83,18 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
+        let events = GroupCommit::start(
+            EventWriter {
+                pool: write.clone(),
+            },
+            1,
+        );
         Ok(SqlStore {
-            backend: Sqlite { write, read },
+            backend: Sqlite {
+                write,
+                read,
+                events,
+            },
         })
     }
 }
@@ -108,9 +125,23 @@ impl Backend for Sqlite {
     }
 
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
-        let mut tx = begin_write(&self.write).await?;
-        let new = events::insert(&mut tx, events).await?;
-        if !new.is_empty() {
+        self.events.insert(events).await
+    }
+}
+
+/// Writes one group of event batches through the write connection.
+struct EventWriter {
+    pool: SqlitePool,
+}
+
+#[async_trait]
+impl WriteGroup for EventWriter {
+    async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let new = events::insert(&mut tx, group.events()).await?;
+        // One step of the events' version per batch that stored something, as if each
+        // had had its own transaction.
+        for _ in 0..group.changed_writes(&new) {
             sqlx::query(crate::common::BUMP_EVENTS)
                 .execute(&mut *tx)
                 .await?;

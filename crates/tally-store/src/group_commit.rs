@@ -1,0 +1,298 @@
+//! Group commit for event ingestion: every batch that arrives while the previous group is
+//! being written waits in a queue; a writer task takes all of them at once and stores them
+//! in one transaction with one durable commit (one fsync), then answers each caller with
+//! the ids of its own batch that were new.
+//!
+//! What a caller sees is what it would see alone: its `Ok` comes only after the commit
+//! that holds its events; an id is stored once and the first payload wins (batches are
+//! taken in arrival order, and an id in two batches of one group is new only for the
+//! earlier one); a re-sent id is a duplicate. If a group fails, each of its batches is
+//! written again on its own, so a batch the database refuses fails only its own caller.
+//!
+//! The writer runs as a task of the runtime the store was opened on, so a batch whose
+//! caller gives up (a dropped request) is still written or rolled back as a whole.
+//!
+//! Both backends use this module; it is declared from `sqlite/mod.rs` (`#[path]`) until
+//! `lib.rs` declares it at the crate root.
+
+use crate::StoreResult;
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tally_core::event::Event;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// Most events one group takes (batches are whole; the first batch always goes in).
+pub(crate) const MAX_GROUP_EVENTS: usize = 32_000;
+
+/// Batches waiting for a writer; a caller beyond this waits to enqueue.
+const QUEUE: usize = 256;
+
+/// How a backend stores one group.
+#[async_trait]
+pub(crate) trait WriteGroup: Send + Sync + 'static {
+    /// Inserts the group's events and registers their services in one transaction,
+    /// durably, raising the events' data version once for each write of the group that
+    /// stored something ([`Group::changed_writes`]); returns the ids that were new.
+    async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>>;
+}
+
+/// The batches of one transaction.
+pub(crate) struct Group<'a> {
+    batches: &'a [Vec<Event>],
+    events: Vec<&'a Event>,
+}
+
+impl<'a> Group<'a> {
+    fn new(batches: &'a [Vec<Event>]) -> Group<'a> {
+        let events = if let [batch] = batches {
+            batch.iter().collect()
+        } else {
+            let mut seen = HashSet::new();
+            batches
+                .iter()
+                .flatten()
+                .filter(|e| seen.insert(e.id.as_str()))
+                .collect()
+        };
+        Group { batches, events }
+    }
+
+    /// The events to insert: the first occurrence of each id, in arrival order.
+    pub(crate) fn events(&self) -> &[&'a Event] {
+        &self.events
+    }
+
+    /// How many of the group's batches stored at least one event, given the new ids: each
+    /// is one write that changed data, as if it had its own transaction.
+    pub(crate) fn changed_writes(&self, new: &HashSet<String>) -> usize {
+        if new.is_empty() {
+            return 0;
+        }
+        let mut claimed = HashSet::new();
+        self.batches
+            .iter()
+            .filter(|batch| {
+                // `|` rather than `any`: every new id of the batch is claimed.
+                batch.iter().fold(false, |stored, e| {
+                    stored | (new.contains(&e.id) && claimed.insert(e.id.as_str()))
+                })
+            })
+            .count()
+    }
+}
+
+struct Job {
+    events: Vec<Event>,
+    reply: oneshot::Sender<StoreResult<HashSet<String>>>,
+}
+
+/// The queue in front of the writer tasks.
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts `writers` tasks over `writer` on the current runtime. SQLite has one writer;
+    /// PostgreSQL can overlap one group's commit with the next group's inserts.
+    pub(crate) fn start<W: WriteGroup>(writer: W, writers: usize) -> GroupCommit {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let writer = Arc::new(writer);
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(writer.clone(), rx.clone()));
+        }
+        GroupCommit { queue }
+    }
+
+    /// Stores `events` (distinct ids) with whatever else is pending; returns the new ids.
+    pub(crate) async fn insert(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            events: events.iter().map(|&e| e.clone()).collect(),
+            reply,
+        };
+        self.queue.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// The writer tasks ended (the runtime that ran them shut down).
+fn gone() -> crate::StoreError {
+    crate::StoreError::Database(sqlx::Error::WorkerCrashed)
+}
+
+async fn run<W: WriteGroup>(writer: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let jobs = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut n = first.events.len();
+            let mut jobs = vec![first];
+            while n < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        n += job.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        commit(&*writer, jobs).await;
+    }
+}
+
+/// Writes `jobs` as one group and answers each; after a failure, each job on its own.
+async fn commit<W: WriteGroup>(writer: &W, jobs: Vec<Job>) {
+    let (batches, replies): (Vec<Vec<Event>>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.events, j.reply)).unzip();
+    let result = writer.write(&Group::new(&batches)).await;
+    if batches.len() == 1 {
+        let _ = replies.into_iter().next().expect("one job").send(result);
+        return;
+    }
+    match result {
+        Ok(mut new) => {
+            for (batch, reply) in batches.iter().zip(replies) {
+                // An id new in this group belongs to the first batch that holds it.
+                let mine = batch.iter().filter_map(|e| new.take(&e.id)).collect();
+                let _ = reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                batches = batches.len(),
+                "a group of event batches failed; writing each batch on its own"
+            );
+            for (i, reply) in replies.into_iter().enumerate() {
+                let _ = reply.send(writer.write(&Group::new(&batches[i..=i])).await);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+    use tally_core::event::EventKind;
+
+    /// A store in memory that records each group it was given.
+    #[derive(Default)]
+    struct Memory {
+        ids: StdMutex<HashSet<String>>,
+        /// Per group: events inserted, batches that stored something.
+        groups: StdMutex<Vec<(usize, usize)>>,
+    }
+
+    #[async_trait]
+    impl WriteGroup for Arc<Memory> {
+        async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
+            let events = group.events();
+            // Long enough for the other batches to queue up behind the first.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if events.iter().any(|e| e.id == "poison") {
+                return Err(crate::StoreError::Conflict("poison".into()));
+            }
+            let mut ids = self.ids.lock().unwrap();
+            let new: HashSet<String> = events
+                .iter()
+                .filter(|e| ids.insert(e.id.clone()))
+                .map(|e| e.id.clone())
+                .collect();
+            self.groups
+                .lock()
+                .unwrap()
+                .push((events.len(), group.changed_writes(&new)));
+            Ok(new)
+        }
+    }
+
+    fn batch(ids: &[&str]) -> Vec<Event> {
+        ids.iter()
+            .map(|id| Event::blank(*id, EventKind::Usage, 0))
+            .collect()
+    }
+
+    async fn send(gc: &Arc<GroupCommit>, ids: &[&str]) -> StoreResult<HashSet<String>> {
+        let events = batch(ids);
+        let refs: Vec<&Event> = events.iter().collect();
+        gc.insert(&refs).await
+    }
+
+    fn set(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn overlapping_batches_in_one_group_count_each_id_once() {
+        let mem = Arc::new(Memory::default());
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1));
+        // The first batch occupies the writer; the next three queue and form one group.
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { send(&gc, &["a"]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (b, c, d) = tokio::join!(
+            send(&gc, &["b", "c"]),
+            send(&gc, &["c", "d", "a"]),
+            send(&gc, &["d", "e"]),
+        );
+        assert_eq!(first.await.unwrap().unwrap(), set(&["a"]));
+        assert_eq!(b.unwrap(), set(&["b", "c"]));
+        assert_eq!(c.unwrap(), set(&["d"]));
+        assert_eq!(d.unwrap(), set(&["e"]));
+        // One group for the first batch, one for the other three (a, b, c, d, e distinct,
+        // a already stored); each of the three stored something.
+        assert_eq!(*mem.groups.lock().unwrap(), vec![(1, 1), (5, 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_ids_an_earlier_batch_of_its_group_took_changed_nothing() {
+        let mem = Arc::new(Memory::default());
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1));
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { send(&gc, &["a"]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (x, again, a) = tokio::join!(
+            send(&gc, &["x", "y"]),
+            send(&gc, &["y", "x"]),
+            send(&gc, &["a"]),
+        );
+        assert_eq!(first.await.unwrap().unwrap(), set(&["a"]));
+        assert_eq!(x.unwrap(), set(&["x", "y"]));
+        assert_eq!(again.unwrap(), set(&[]));
+        assert_eq!(a.unwrap(), set(&[]));
+        assert_eq!(*mem.groups.lock().unwrap(), vec![(1, 1), (3, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_fails_only_its_own_caller() {
+        let mem = Arc::new(Memory::default());
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1));
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { send(&gc, &["a"]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (b, bad, c) = tokio::join!(
+            send(&gc, &["b"]),
+            send(&gc, &["x", "poison"]),
+            send(&gc, &["x", "c"]),
+        );
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(b.unwrap(), set(&["b"]));
+        assert!(bad.is_err());
+        // Written alone after the group failed: x is new for this batch.
+        assert_eq!(c.unwrap(), set(&["x", "c"]));
+        assert_eq!(*mem.ids.lock().unwrap(), set(&["a", "b", "x", "c"]));
+    }
+}
