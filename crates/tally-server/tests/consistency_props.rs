@@ -4,7 +4,7 @@
 //! marketing spend, alert rules and usage events (LLM calls priced, given or unpriced,
 //! service requests with status and latency, storage units, health checks, cache-size
 //! gauges) over 20 months, and three `as_of` instants (a month end, a mid-month instant,
-//! and one more of any kind). Then:
+//! and one more of any kind) plus none (the clock's now, after all the data). Then:
 //!
 //! 1. **Relations.** On a store loaded in canonical order, at every `as_of`, every
 //!    relation between endpoints that metrics.md (spec and project docs) implies holds:
@@ -20,7 +20,10 @@
 //!    subscription, a subscription before its changes; changes and cancellations of one
 //!    subscription in any order; events in batches of random size; about one write in
 //!    ten sent twice). Every endpoint answers the same JSON as the canonical store at
-//!    every `as_of`.
+//!    every `as_of`. The canonical store runs without the response cache, the second
+//!    with it; before the rest arrives, the second is also asked at the other `as_of`s
+//!    (whose answers the rest changes), so an answer kept too long by the cache shows
+//!    up as a difference.
 //!
 //! Exactness: half of the datasets use amounts that make every monthly amount a whole cent
 //! and every event cost a whole hundredth of a credit (`exact`); there, identities over
@@ -415,7 +418,7 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
     (
         0usize..RULE_METRICS.len(),
         prop::bool::weighted(0.2),
-        (-20i64..60, 0i64..30, prop::option::of(0i64..30)),
+        (-100i64..100, 0i64..200, prop::option::of(0i64..100)),
         prop::bool::weighted(0.85),
     )
         .prop_map(|(metric, flip, thresholds, enabled)| RuleSpec {
@@ -505,6 +508,16 @@ struct AsOf {
     t: Micros,
 }
 
+impl AsOf {
+    fn label(&self) -> &str {
+        if self.param.is_empty() {
+            "(none: the clock's now)"
+        } else {
+            &self.param
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Dataset {
     exact: bool,
@@ -576,7 +589,7 @@ fn as_of_of(a: &AsOfSpec) -> AsOf {
 
 fn build(spec: &Spec) -> Dataset {
     let exact = spec.exact;
-    let as_ofs: Vec<AsOf> = spec.as_ofs.iter().map(as_of_of).collect();
+    let mut as_ofs: Vec<AsOf> = spec.as_ofs.iter().map(as_of_of).collect();
     let mut items: Vec<Item> = Vec::new();
     let config = |req| Item {
         level: Some(0),
@@ -912,6 +925,11 @@ fn build(spec: &Spec) -> Dataset {
             req: Req::Event(ev),
         });
     }
+    // And no `as_of` at all: the clock's now, after every generated instant.
+    as_ofs.push(AsOf {
+        param: String::new(),
+        t: now(),
+    });
     Dataset {
         exact,
         items,
@@ -940,11 +958,16 @@ impl Lcg {
     }
 }
 
-async fn new_app(store: TestStore) -> TestApp {
-    let config = ServerConfig {
+/// The app without rate limits; `cached` keeps the default response cache, else it is
+/// off.
+async fn new_app(store: TestStore, cached: bool) -> TestApp {
+    let mut config = ServerConfig {
         rate_limit_per_second: 0,
         ..ServerConfig::default()
     };
+    if !cached {
+        config.response_cache_bytes = 0;
+    }
     TestApp::with_config(store, now(), config).await
 }
 
@@ -1048,6 +1071,9 @@ async fn ingest_shuffled(app: &TestApp, items: &[Item], rng: &mut Lcg) {
 // Reading the endpoints
 
 fn with_as_of(path: &str, as_of: &str) -> String {
+    if as_of.is_empty() {
+        return path.to_string();
+    }
     let sep = if path.contains('?') { '&' } else { '?' };
     format!("{path}{sep}as_of={as_of}")
 }
@@ -1403,7 +1429,7 @@ fn prev_end(m: Month) -> String {
 ///   are the calendar ranges day / week / month, so LLM calls and
 ///   `kpis.api_calls_per_day` follow.
 async fn check_relations(app: &TestApp, ds: &Dataset, a: &AsOf, s: &Snapshot, seen: &mut Seen) {
-    let ctx = format!("as_of {}", a.param);
+    let ctx = format!("as_of {}", a.label());
     let c = Check { ctx: &ctx };
     let ex = ds.exact;
     let cur = Month::of(a.t);
@@ -2986,8 +3012,8 @@ async fn run_case(backend: Backend, spec: Spec) {
     let ds = build(&spec);
     let mut seen = Seen::default();
 
-    // 1. Relations, on the canonical store.
-    let app = new_app(open(backend).await).await;
+    // 1. Relations, on the canonical store (response cache off: every answer computed).
+    let app = new_app(open(backend).await, false).await;
     ingest_canonical(&app, &ds.items).await;
     let mut full: Vec<Snapshot> = Vec::new();
     for a in &ds.as_ofs {
@@ -2996,8 +3022,8 @@ async fn run_case(backend: Backend, spec: Spec) {
         full.push(s);
     }
 
-    // 2. and 3. A second store: the data up to as_of A first, then the rest, each in a
-    // shuffled order.
+    // 2. and 3. A second store (response cache on): the data up to as_of A first, then
+    // the rest, each in a shuffled order.
     let a = &ds.as_ofs[ds.split];
     let (before, after): (Vec<Item>, Vec<Item>) =
         ds.items.iter().cloned().partition(|i| i.at <= a.t);
@@ -3010,19 +3036,29 @@ async fn run_case(backend: Backend, spec: Spec) {
         after.iter().any(|i| matches!(i.req, Req::Event(_))),
     );
     let mut rng = Lcg(ds.seed);
-    let app2 = new_app(open(backend).await).await;
+    let app2 = new_app(open(backend).await, true).await;
     ingest_shuffled(&app2, &before, &mut rng).await;
     let early = snapshot(&app2, a).await;
     same_snapshots(
-        &format!("only the data up to as_of {} against all of it", a.param),
+        &format!("only the data up to as_of {} against all of it", a.label()),
         &early,
         &full[ds.split],
     );
+    // Ask at the other as_ofs too before the rest arrives: an answer kept from now (the
+    // response cache) would differ from the canonical store's below.
+    let mut stale = 0;
+    for (i, other) in ds.as_ofs.iter().enumerate() {
+        if i != ds.split {
+            let s = snapshot(&app2, other).await;
+            stale += s.iter().filter(|(k, v)| full[i][*k] != **v).count();
+        }
+    }
+    seen.mark("answers change after the split as_of", stale > 0);
     ingest_shuffled(&app2, &after, &mut rng).await;
     for (a, s) in ds.as_ofs.iter().zip(&full) {
         let again = snapshot(&app2, a).await;
         same_snapshots(
-            &format!("shuffled ingestion at as_of {}", a.param),
+            &format!("shuffled ingestion at as_of {}", a.label()),
             &again,
             s,
         );
@@ -3074,10 +3110,10 @@ fn assert_coverage(backend: Backend) {
         .collect();
     let cases = c.get("cases").copied().unwrap_or(0);
     eprintln!("coverage over {cases} cases: {c:?}");
-    let required: [(&str, u32); 27] = [
-        ("mrr>0", 90),
-        ("movement:new", 90),
-        ("movement:churn", 75),
+    let required: [(&str, u32); 28] = [
+        ("mrr>0", 75),
+        ("movement:new", 75),
+        ("movement:churn", 60),
         ("movement:reactivation", 25),
         ("movement:expansion", 50),
         ("movement:contraction", 50),
@@ -3085,23 +3121,24 @@ fn assert_coverage(backend: Backend) {
         ("churn this month", 25),
         ("tier churn", 25),
         ("ltv", 50),
-        ("tier ltv", 50),
+        ("tier ltv", 40),
         ("cac", 50),
         ("signups", 50),
-        ("paid this month", 75),
+        ("paid this month", 60),
         ("failed payments", 25),
         ("infrastructure cost", 50),
         ("critical alerts", 50),
         ("warning alerts", 25),
-        ("llm calls in 30 days", 90),
-        ("cache hits", 75),
+        ("llm calls in 30 days", 75),
+        ("cache hits", 60),
         ("unpriced calls", 50),
         ("health checks in 24 h", 50),
         ("errors in 24 h", 25),
-        ("api calls this month", 90),
-        ("adoption", 75),
-        ("data after the split as_of", 75),
-        ("events after the split as_of", 75),
+        ("api calls this month", 75),
+        ("adoption", 60),
+        ("data after the split as_of", 60),
+        ("events after the split as_of", 60),
+        ("answers change after the split as_of", 60),
     ];
     let short: Vec<String> = required
         .iter()
@@ -3143,7 +3180,7 @@ fn generated_datasets_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known leak: invoice status has no time; needs paid_at ≤ as_of in tally-store's invoice_stats"]
 async fn payment_after_as_of_changes_nothing() {
-    let app = new_app(TestStore::sqlite().await).await;
+    let app = new_app(TestStore::sqlite().await, false).await;
     let ok = |r: (axum::http::StatusCode, Value)| assert!(r.0.is_success(), "{r:?}");
     ok(app
         .put(
@@ -3172,7 +3209,7 @@ async fn payment_after_as_of_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known leak: the service registry has no time (a documented choice in docs/metrics.md, endpoint 19)"]
 async fn service_first_seen_after_as_of_changes_nothing() {
-    let app = new_app(TestStore::sqlite().await).await;
+    let app = new_app(TestStore::sqlite().await, false).await;
     let path = "/api/v1/metering/service/later?as_of=2025-03-10";
     let (before, _) = app.get(path).await;
     let (status, body) = app
