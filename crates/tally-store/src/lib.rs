@@ -65,8 +65,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// The current data version: one small read. Every write that changes data raises its
-    /// counter in its own transaction, so the data read after this call is at least as
-    /// new as the version it returned, in this process or in any other on the database.
+    /// counter in the transaction that commits it, so the data read after this call is at
+    /// least as new as the version it returned, in this process or in any other on the
+    /// database.
     async fn data_version(&self) -> StoreResult<DataVersion>;
 
     // ---- entities: writes ------------------------------------------------------------
