@@ -113,7 +113,8 @@ pub struct CostData {
 pub struct InvoiceStats {
     /// Sum of `paid` invoices whose `paid_at` is in the paid span, minor units.
     pub paid_revenue: i64,
-    /// Counts by status of invoices whose `issued_at` is in the issued span.
+    /// Counts by status of invoices whose `issued_at` is in the issued span, as the
+    /// statuses stood at the span's end: an invoice paid at or after it counts as open.
     pub issued: i64,
     pub issued_paid: i64,
     pub issued_failed: i64,

@@ -50,18 +50,20 @@ pub(crate) async fn invoice_stats(
     paid: Span,
     issued: Span,
 ) -> StoreResult<InvoiceStats> {
-    let count = |status: &str| {
-        format!("CAST(COALESCE(SUM(CASE WHEN status = '{status}' THEN 1 ELSE 0 END), 0) AS BIGINT)")
+    let count = |condition: &str| {
+        format!("CAST(COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0) AS BIGINT)")
     };
+    // Statuses as they stood at the end of the issued span: an invoice paid at or after
+    // it was still open then. (Failed and void carry no time: their latest status counts.)
     let sql = format!(
         "SELECT (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM invoices \
                  WHERE status = 'paid' AND paid_at >= $1 AND paid_at < $2), \
                 COUNT(*), {}, {}, {}, {} \
          FROM invoices WHERE issued_at >= $3 AND issued_at < $4",
-        count("paid"),
-        count("failed"),
-        count("open"),
-        count("void")
+        count("status = 'paid' AND paid_at < $4"),
+        count("status = 'failed'"),
+        count("status = 'open' OR (status = 'paid' AND paid_at >= $4)"),
+        count("status = 'void'")
     );
     let rows = conn
         .rows(&sql, args![paid.start, paid.end, issued.start, issued.end])
