@@ -964,18 +964,22 @@ async fn usage_filters_and_empty_results(s: &dyn Store) {
     assert_eq!(s.usage(&unknown).await.unwrap(), vec![UsageRow::default()]);
 }
 
+/// A small deterministic generator (xorshift64): `rnd(n)` is in `0..n`.
+fn xorshift(mut x: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
 /// Random-looking events over five days (several batches, with duplicates whose later
 /// payloads must not count), then many queries over spans with partial days: every answer
 /// of `usage` and `usage_pieces` equals an aggregation of the stored events done here.
 /// Latencies are multiples of 1/4, so their sums are exact in any order.
 async fn usage_equals_a_scan_of_the_events(s: &dyn Store) {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut rnd = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rnd = xorshift(0x2545_F491_4F6C_DD1D);
     let pick = |i: u64, options: &[Option<&str>]| options[i as usize].map(str::to_owned);
     let base = t0() - DAY;
     let mut sent: Vec<Event> = Vec::new();
@@ -1191,13 +1195,7 @@ async fn usage_equals_a_scan_of_the_events(s: &dyn Store) {
 /// later payloads must not count: the active (service, customer) pairs of spans with
 /// partial days, across block boundaries, equal a scan of the stored events.
 async fn active_customers_equal_a_scan_of_the_events(s: &dyn Store) {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut rnd = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rnd = xorshift(0x9E37_79B9_7F4A_7C15);
     let pick = |i: u64, options: &[Option<&str>]| options[i as usize].map(str::to_owned);
     // Day 20,448 (2025-12-26) starts block 639: the events cover parts of blocks 638-640.
     let base = 20_440 * DAY;
