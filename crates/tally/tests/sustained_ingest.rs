@@ -235,7 +235,12 @@ async fn measure_http(store: TestStore) {
     let clients = env_or("TALLY_INGEST_CLIENTS", 4);
     let (bodies, n) = demo_bodies(customers, wanted, 1000);
     let secret = add_key(store.store.as_ref(), Role::Ingest).await;
-    let server = start(&store.url);
+    // Another build of the server (say, of the commit before) can be measured against the
+    // same data, alternating with this one, when the machine's load varies.
+    let server = match std::env::var("TALLY_INGEST_BIN") {
+        Ok(bin) => ServerProcess::start(&bin, &store.url, &["--rate-limit-per-second", "0"]),
+        Err(_) => start(&store.url),
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients * 2)
         .timeout(Duration::from_secs(120))

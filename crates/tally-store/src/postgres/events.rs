@@ -1,7 +1,10 @@
-//! Event ingestion on PostgreSQL: one `INSERT ... SELECT FROM UNNEST(arrays)` per batch,
-//! so the statement and its 21 parameters are the same whatever the batch size.
+//! Event ingestion on PostgreSQL: one `INSERT ... SELECT FROM UNNEST(arrays)` per group,
+//! so the statement and its 21 parameters are the same whatever the group size; then one
+//! upsert per rollup, from the deltas added up in Rust (also `UNNEST` of arrays).
 
-use crate::common::rollup_upserts;
+use super::super::sqlite::ingest::rollup_delta::{
+    insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS,
+};
 use crate::db::EVENT_COLS;
 use crate::StoreResult;
 use sqlx::{PgConnection, Postgres, Row as _};
@@ -20,17 +23,85 @@ fn insert_sql() -> String {
         .enumerate()
         .map(|(i, t)| format!("${}::{t}[]", i + 1))
         .collect();
-    // The rows actually inserted (not those skipped as duplicates) feed the rollups, in
-    // the same statement.
-    let [daily, customer] = rollup_upserts("FROM new_events WHERE TRUE");
     format!(
-        "WITH new_events AS (INSERT INTO events ({}) SELECT * FROM UNNEST({}) \
-         ON CONFLICT (id) DO NOTHING RETURNING *), \
-         daily AS ({daily}), by_customer AS ({customer}) \
-         SELECT id FROM new_events",
+        "INSERT INTO events ({}) SELECT * FROM UNNEST({}) ON CONFLICT (id) DO NOTHING RETURNING id",
         EVENT_COLS.join(", "),
         arrays.join(", ")
     )
+}
+
+/// `INSERT INTO table ... SELECT * FROM UNNEST(arrays) ON CONFLICT ... DO UPDATE`, with
+/// one array per key column (of `key_types`) and per aggregate.
+fn upsert_sql(table: &str, keys: &[&str], key_types: &[&str]) -> String {
+    let types = key_types.iter().copied().chain(AGG_COLS.iter().map(|c| {
+        if *c == "latency_sum" {
+            "float8"
+        } else {
+            "int8"
+        }
+    }));
+    let arrays: Vec<String> = types
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect();
+    format!(
+        "{} SELECT * FROM UNNEST({}) {}",
+        insert_head(table, keys),
+        arrays.join(", "),
+        on_conflict_add(table, keys)
+    )
+}
+
+/// The aggregate arrays of `rows`, in `AGG_COLS` order, bound after the keys.
+fn bind_aggs<'q>(mut q: PgQuery<'q>, aggs: &[&Agg]) -> PgQuery<'q> {
+    for i in 0..12 {
+        if i == 8 {
+            q = q.bind(aggs.iter().map(|a| a.latency_sum).collect::<Vec<_>>());
+        }
+        q = q.bind(aggs.iter().map(|a| a.ints()[i]).collect::<Vec<_>>());
+    }
+    q
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Adds what the new events bring to the daily rollups: one upsert per key, in key order
+/// (the order the row locks are taken in, the same in every writer).
+async fn add_to_rollups(conn: &mut PgConnection, deltas: &Deltas<'_>) -> StoreResult<()> {
+    if !deltas.daily.is_empty() {
+        let sql = upsert_sql(
+            "usage_daily",
+            &DAILY_KEYS,
+            &["text", "int8", "text", "text", "text", "int8"],
+        );
+        let keys: Vec<_> = deltas.daily.keys().collect();
+        let aggs: Vec<_> = deltas.daily.values().collect();
+        let q = sqlx::query::<Postgres>(&sql)
+            .bind(keys.iter().map(|k| k.kind).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.day).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.service).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.model).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.provider).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.cache_hit).collect::<Vec<_>>());
+        bind_aggs(q, &aggs).execute(&mut *conn).await?;
+    }
+    if !deltas.customer.is_empty() {
+        let sql = upsert_sql(
+            "usage_daily_customer",
+            &CUSTOMER_KEYS,
+            &["text", "int8", "text", "text", "int8"],
+        );
+        let keys: Vec<_> = deltas.customer.keys().collect();
+        let aggs: Vec<_> = deltas.customer.values().collect();
+        let q = sqlx::query::<Postgres>(&sql)
+            .bind(keys.iter().map(|k| k.kind).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.day).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.customer_id).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.service).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.llm).collect::<Vec<_>>());
+        bind_aggs(q, &aggs).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Inserts `events` (distinct ids) and registers their services; returns the new ids.
@@ -80,11 +151,13 @@ pub(super) async fn insert(
         .iter()
         .map(|r| r.try_get::<String, _>(0))
         .collect::<Result<HashSet<_>, _>>()?;
-    let services: BTreeSet<&str> = sorted
+    let stored: Vec<&Event> = sorted
         .iter()
+        .copied()
         .filter(|e| new.contains(&e.id))
-        .filter_map(|e| e.service.as_deref())
         .collect();
+    add_to_rollups(conn, &Deltas::of(&stored)?).await?;
+    let services: BTreeSet<&str> = stored.iter().filter_map(|e| e.service.as_deref()).collect();
     if !services.is_empty() {
         sqlx::query::<Postgres>("INSERT INTO services (name) SELECT * FROM UNNEST($1::text[]) ON CONFLICT (name) DO NOTHING")
             .bind(services.into_iter().collect::<Vec<_>>())
@@ -92,4 +165,127 @@ pub(super) async fn insert(
             .await?;
     }
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::common::rollup_upserts;
+    use crate::Store;
+    use sqlx::{Connection, Executor, Row};
+    use tally_core::event::{CostSource, Event, EventKind};
+    use tally_core::time::MICROS_PER_DAY;
+
+    /// Every row of both rollups, as text, in key order.
+    async fn rollups(conn: &mut sqlx::PgConnection) -> Vec<String> {
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT CAST(t AS TEXT) FROM usage_daily t \
+             ORDER BY kind, day, service, model, provider, cache_hit",
+            "SELECT CAST(t AS TEXT) FROM usage_daily_customer t \
+             ORDER BY kind, day, customer_id, service, llm",
+        ] {
+            for row in conn.fetch_all(sql).await.unwrap() {
+                out.push(row.get::<String, _>(0));
+            }
+            out.push("--".into());
+        }
+        out
+    }
+
+    /// The rollups that ingestion builds from its deltas equal `rollup_upserts` (the
+    /// definition of the rollups, which SQLite's ingestion runs as SQL) over every stored
+    /// event: random events in several groups, with ids sent again (the first payload
+    /// counts), several days, every kind of missing value.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rollups_from_deltas_equal_the_rollup_statements_over_all_events() {
+        let Ok(admin) = std::env::var("TALLY_TEST_DATABASE_URL") else {
+            eprintln!("skipped: TALLY_TEST_DATABASE_URL is not set");
+            return;
+        };
+        let name = format!("tally_deltas_{}", std::process::id());
+        let mut admin_conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        admin_conn
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+        admin_conn
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        let store = crate::PgStore::connect(url.as_str()).await.unwrap();
+        store.migrate().await.unwrap();
+
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let opt = |i: u64, v: &[&str]| (i > 0).then(|| v[i as usize - 1].to_owned());
+        let events: Vec<Event> = (0..3000)
+            .map(|i| {
+                let kind = [EventKind::Usage, EventKind::HealthCheck][(rnd(4) == 0) as usize];
+                let model = opt(rnd(3), &["m1", "m2"]);
+                Event {
+                    // Every tenth id again, with another payload.
+                    id: format!("d{}", if i % 10 == 9 { rnd(i) } else { i }),
+                    kind,
+                    time: 20_000 * MICROS_PER_DAY + rnd(4 * MICROS_PER_DAY as u64) as i64,
+                    customer_id: opt(rnd(4), &["c1", "c2", "c3"]),
+                    service: opt(rnd(3), &["a", "b"]),
+                    quantity: rnd(5_000_000) as i64,
+                    provider: model.as_ref().and_then(|_| opt(rnd(3), &["p1", "p2"])),
+                    model,
+                    input_tokens: rnd(1000) as i64,
+                    cache_read_tokens: rnd(100) as i64,
+                    cache_write_tokens: rnd(50) as i64,
+                    output_tokens: rnd(500) as i64,
+                    cache_hit: [None, Some(true), Some(false)][rnd(3) as usize],
+                    // Quarters: sums are exact in any order.
+                    latency_ms: [None, Some(rnd(4000) as f64 / 4.0)][rnd(2) as usize],
+                    status_code: [None, Some(200), Some(503)][rnd(3) as usize],
+                    cost: rnd(3_000_000) as i64,
+                    cost_source: [CostSource::Given, CostSource::Priced, CostSource::Unpriced]
+                        [rnd(3) as usize],
+                    up: (kind == EventKind::HealthCheck).then(|| rnd(3) != 0),
+                    ..Event::blank("", kind, 0)
+                }
+            })
+            .collect();
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for chunk in events.chunks(250) {
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            tasks.push(tokio::spawn(async move {
+                store.insert_events(&chunk).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+
+        let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
+        let from_deltas = rollups(&mut conn).await;
+        let mut tx = conn.begin().await.unwrap();
+        tx.execute("DELETE FROM usage_daily").await.unwrap();
+        tx.execute("DELETE FROM usage_daily_customer")
+            .await
+            .unwrap();
+        for sql in rollup_upserts("FROM events WHERE TRUE") {
+            tx.execute(sql.as_str()).await.unwrap();
+        }
+        let from_statements = rollups(&mut tx).await;
+        tx.rollback().await.unwrap();
+        conn.close().await.unwrap();
+        drop(store);
+        admin_conn
+            .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+        assert!(from_deltas.len() > 50, "{}", from_deltas.len());
+        assert_eq!(from_deltas, from_statements);
+    }
 }

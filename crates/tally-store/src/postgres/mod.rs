@@ -6,7 +6,7 @@ mod events;
 
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
-use crate::sqlite::group_commit::{Group, GroupCommit, WriteGroup};
+use crate::sqlite::ingest::group_commit::{Group, GroupCommit, WriteGroup};
 use crate::StoreResult;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;

@@ -4,15 +4,15 @@
 mod conn;
 mod events;
 
-// Shared by both backends; declared here rather than in lib.rs (see group_commit.rs).
-#[path = "../group_commit.rs"]
-pub(crate) mod group_commit;
+// Shared by both backends; declared here rather than in lib.rs (see ingest/mod.rs).
+#[path = "../ingest/mod.rs"]
+pub(crate) mod ingest;
 
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
-use group_commit::{Group, GroupCommit, WriteGroup};
+use ingest::group_commit::{Group, GroupCommit, WriteGroup};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -32,6 +32,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_KIB: u32 = 64 * 1024;
 /// Reads through a memory map share the OS page cache instead of copying pages.
 const MMAP_BYTES: u64 = 1 << 30;
+/// WAL pages (4 KiB) after which a commit checkpoints (see where it is set).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// A store in an SQLite file.
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -72,7 +74,13 @@ impl SqliteStore {
                 options
                     .clone()
                     .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal),
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // Checkpoint once the WAL holds 64 MiB instead of SQLite's default
+                    // 4 MiB: a page changed by many commits in between is copied into the
+                    // database file once, and the checkpoint (a write and an fsync of the
+                    // database file, inside whichever commit crosses the limit) runs 16x
+                    // less often.
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string()),
             )
             .await?;
         let readers = std::thread::available_parallelism()

@@ -11,9 +11,6 @@
 //!
 //! The writer runs as a task of the runtime the store was opened on, so a batch whose
 //! caller gives up (a dropped request) is still written or rolled back as a whole.
-//!
-//! Both backends use this module; it is declared from `sqlite/mod.rs` (`#[path]`) until
-//! `lib.rs` declares it at the crate root.
 
 use crate::StoreResult;
 use async_trait::async_trait;
