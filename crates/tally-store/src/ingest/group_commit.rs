@@ -16,6 +16,7 @@ use crate::StoreResult;
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tally_core::event::Event;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -92,12 +93,20 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Starts `writers` tasks over `writer` on the current runtime. SQLite has one writer;
     /// PostgreSQL can overlap one group's commit with the next group's inserts.
-    pub(crate) fn start<W: WriteGroup>(writer: W, writers: usize) -> GroupCommit {
+    ///
+    /// With a non-zero `linger`, a writer waits up to that long for the callers it expects
+    /// before it writes: those of its last group (answered a moment ago, they usually send
+    /// their next batch within a few milliseconds) and those whose batches queued while
+    /// that group was written. Writing their batches together costs less than writing
+    /// them one after another (one commit, and pages that several batches change are
+    /// written once). A single caller never waits for anyone; when a caller stops
+    /// sending, one group waits out the linger and the next expects one caller fewer.
+    pub(crate) fn start<W: WriteGroup>(writer: W, writers: usize, linger: Duration) -> GroupCommit {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let writer = Arc::new(writer);
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(writer.clone(), rx.clone()));
+            tokio::spawn(run(writer.clone(), rx.clone(), linger));
         }
         GroupCommit { queue }
     }
@@ -119,26 +128,45 @@ fn gone() -> crate::StoreError {
     crate::StoreError::Database(sqlx::Error::WorkerCrashed)
 }
 
-async fn run<W: WriteGroup>(writer: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run<W: WriteGroup>(writer: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Job>>>, linger: Duration) {
+    // Batches of the last group: their callers are likely to send again right away.
+    let mut last_group = 0;
     loop {
         let jobs = {
             let mut rx = rx.lock().await;
+            // Batches that queued while the last group was written: other callers.
+            let queued = rx.len();
+            let idle = tokio::time::Instant::now();
             let Some(first) = rx.recv().await else {
                 return;
             };
+            let now = tokio::time::Instant::now();
+            // Callers that sent nothing for longer than the linger are not waited for.
+            let expected = if linger.is_zero() || now - idle > linger {
+                0
+            } else {
+                last_group + queued
+            };
+            let deadline = now + linger;
             let mut n = first.events.len();
             let mut jobs = vec![first];
             while n < MAX_GROUP_EVENTS {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        n += job.events.len();
-                        jobs.push(job);
+                let job = match rx.try_recv() {
+                    Ok(job) => job,
+                    Err(_) if jobs.len() < expected => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(job)) => job,
+                            _ => break,
+                        }
                     }
                     Err(_) => break,
-                }
+                };
+                n += job.events.len();
+                jobs.push(job);
             }
             jobs
         };
+        last_group = jobs.len();
         commit(&*writer, jobs).await;
     }
 }
@@ -229,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn overlapping_batches_in_one_group_count_each_id_once() {
         let mem = Arc::new(Memory::default());
-        let gc = Arc::new(GroupCommit::start(mem.clone(), 1));
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, Duration::ZERO));
         // The first batch occupies the writer; the next three queue and form one group.
         let first = tokio::spawn({
             let gc = gc.clone();
@@ -253,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_whose_ids_an_earlier_batch_of_its_group_took_changed_nothing() {
         let mem = Arc::new(Memory::default());
-        let gc = Arc::new(GroupCommit::start(mem.clone(), 1));
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, Duration::ZERO));
         let first = tokio::spawn({
             let gc = gc.clone();
             async move { send(&gc, &["a"]).await }
@@ -272,9 +300,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_lingers_for_the_callers_of_its_last_group() {
+        let mem = Arc::new(Memory::default());
+        let linger = Duration::from_millis(300);
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, linger));
+        // A's first batch is written alone; B queues meanwhile. A sends again as soon as it
+        // is answered, and the writer, expecting A back, writes B with A's second batch.
+        let a = tokio::spawn({
+            let gc = gc.clone();
+            async move {
+                send(&gc, &["a1"]).await.unwrap();
+                send(&gc, &["a2"]).await.unwrap();
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        send(&gc, &["b1"]).await.unwrap();
+        a.await.unwrap();
+        assert_eq!(*mem.groups.lock().unwrap(), vec![(1, 1), (2, 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_single_caller_never_waits_for_others() {
+        let mem = Arc::new(Memory::default());
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, Duration::from_secs(5)));
+        let t = std::time::Instant::now();
+        for id in ["a", "b", "c"] {
+            send(&gc, &[id]).await.unwrap();
+        }
+        // Three writes of 20 ms each, no linger.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(mem.groups.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
     async fn a_failing_batch_fails_only_its_own_caller() {
         let mem = Arc::new(Memory::default());
-        let gc = Arc::new(GroupCommit::start(mem.clone(), 1));
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, Duration::ZERO));
         let first = tokio::spawn({
             let gc = gc.clone();
             async move { send(&gc, &["a"]).await }

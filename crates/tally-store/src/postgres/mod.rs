@@ -22,6 +22,10 @@ const MAX_CONNECTIONS: u32 = 16;
 
 /// Event groups written at once: while one group commits, the next one inserts.
 const EVENT_WRITERS: usize = 2;
+/// How long an event writer waits for the callers of its last group (see
+/// `GroupCommit::start`): not at all, since with two writers one group's commit already
+/// overlaps the next one's inserts (3 ms measured the same as none).
+const GROUP_LINGER: Duration = Duration::ZERO;
 
 /// Memory a sort or hash of one query may use before spilling to disk.
 const WORK_MEM: &str = "64MB";
@@ -47,7 +51,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        let events = GroupCommit::start(EventWriter { pool: pool.clone() }, EVENT_WRITERS);
+        let events = GroupCommit::start(
+            EventWriter { pool: pool.clone() },
+            EVENT_WRITERS,
+            GROUP_LINGER,
+        );
         Ok(SqlStore {
             backend: Postgres { pool, events },
         })

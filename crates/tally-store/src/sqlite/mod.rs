@@ -34,6 +34,10 @@ const CACHE_KIB: u32 = 64 * 1024;
 const MMAP_BYTES: u64 = 1 << 30;
 /// WAL pages (4 KiB) after which a commit checkpoints (see where it is set).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// How long the event writer waits for the callers of its last group (see
+/// `GroupCommit::start`). With 4 HTTP clients sending batches of 1,000 it raised the rate
+/// from 37-40 k to 46-48 k events/s; one client measured the same as without.
+const GROUP_LINGER: Duration = Duration::from_millis(5);
 
 /// A store in an SQLite file.
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -96,6 +100,7 @@ impl SqliteStore {
                 pool: write.clone(),
             },
             1,
+            GROUP_LINGER,
         );
         Ok(SqlStore {
             backend: Sqlite {
