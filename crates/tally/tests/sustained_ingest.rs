@@ -248,10 +248,14 @@ async fn measure_http(store: TestStore) {
         .unwrap();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
+    // When each batch was answered, in microseconds from the start: the rate by quarter
+    // shows how it changes as the store fills.
+    let done: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..bodies.len()).map(|_| Default::default()).collect());
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (http, bodies, next) = (http.clone(), bodies.clone(), next.clone());
+        let (http, bodies, next, done) = (http.clone(), bodies.clone(), next.clone(), done.clone());
         let (url, secret) = (format!("{}/api/v1/events", server.base), secret.clone());
         tasks.push(tokio::spawn(async move {
             // Per format: (events, seconds spent in requests), and accepted events.
@@ -279,6 +283,7 @@ async fn measure_http(store: TestStore) {
                 assert!(resp.status().is_success(), "{}", resp.status());
                 let ack: Value = resp.json().await.unwrap();
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
+                done[i].store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 accepted += ack["accepted"].as_u64().unwrap();
             }
             (accepted, lat)
@@ -296,10 +301,24 @@ async fn measure_http(store: TestStore) {
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let done: Vec<u64> = done.iter().map(|d| d.load(Ordering::Relaxed)).collect();
+    let quarters: Vec<String> = (0..4)
+        .map(|q| {
+            let (a, b) = (q * done.len() / 4, (q + 1) * done.len() / 4);
+            let from = if a == 0 {
+                0
+            } else {
+                done[..a].iter().copied().max().unwrap()
+            };
+            let to = done[..b].iter().copied().max().unwrap();
+            format!("{:.0}", (b - a) as f64 * 1e9 / (to - from).max(1) as f64)
+        })
+        .collect();
     println!(
-        "{}: {n} events ({customers} customers) over HTTP from {clients} clients in {secs:.2}s = {:.0} events/s; request p50 {:.1} ms, p99 {:.1} ms; load {}",
+        "{}: {n} events ({customers} customers) over HTTP from {clients} clients in {secs:.2}s = {:.0} events/s (by quarter: {}); request p50 {:.1} ms, p99 {:.1} ms; load {}",
         store.store.backend(),
         n as f64 / secs,
+        quarters.join(", "),
         pct(0.5),
         pct(0.99),
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
