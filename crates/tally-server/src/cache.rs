@@ -162,8 +162,8 @@ impl Caches {
     }
 }
 
-/// The last book built, tagged with the entities version of the snapshot it was read
-/// from. One at a time: a request that finds it out of date loads the new one while
+/// The last book built, with its month-end history, tagged with the entities version of
+/// the snapshot it was read from. One at a time: a request that finds it out of date loads the new one while
 /// others asking for the same version wait for it instead of loading it again.
 #[derive(Default)]
 struct BookCache {
@@ -192,10 +192,14 @@ impl BookCache {
             return Ok(book);
         }
         let d = state.store.billing_data().await?;
-        let book = Arc::new(
-            Book::new(&d.plans, &d.customers, &d.subscriptions, &d.changes)
-                .with_currency(state.money.reporting),
-        );
+        let book = Book::new(&d.plans, &d.customers, &d.subscriptions, &d.changes)
+            .with_currency(state.money.reporting);
+        // The month-end history of the complete months (a function of the book alone, the
+        // same for every as_of) is built here, once per book, while other requests wait
+        // for this load without holding a thread; the revenue endpoints then compute only
+        // the current month.
+        book.history();
+        let book = Arc::new(book);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current
             .as_ref()

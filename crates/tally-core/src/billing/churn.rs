@@ -41,32 +41,10 @@ pub fn churn_by_tier(l: &Ledger<'_>, m: Month) -> BTreeMap<String, TierChurn> {
         .tiers()
         .map(|t| (t.to_string(), TierChurn::default()))
         .collect();
-    let start_t = l.month_end(m.prev());
-    for (i, id) in l.ids().iter().enumerate() {
-        let (a, b) = l.customer_movement(i, m);
-        if a.is_zero() {
-            continue;
-        }
-        let Some(tier) = l.book.tier_at(id, start_t) else {
-            continue;
-        };
-        let e = out.entry(tier).or_default();
-        e.base += 1;
-        if b.is_zero() {
-            e.churned += 1;
-        }
+    for (tier, c) in l.tier_churn(m) {
+        out.insert(tier.to_string(), c);
     }
-    let (from, to) = (m.start(), l.month_end(m));
-    let mut trial = TierChurn::default();
-    for (cid, ended) in l.book.trial_ends() {
-        if from <= ended && ended <= to {
-            trial.base += 1;
-            if l.book.customer_mrr_at(cid, to).is_zero() {
-                trial.churned += 1;
-            }
-        }
-    }
-    out.insert(TRIAL_TIER.to_string(), trial);
+    out.insert(TRIAL_TIER.to_string(), l.trial_churn(m));
     out
 }
 

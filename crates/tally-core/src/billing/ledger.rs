@@ -1,9 +1,12 @@
-//! Month-end MRR per customer over a run of months, and the MRR movements between
-//! consecutive month ends (metrics.md "MRR movements of month M").
+//! Month-end MRR over a run of months, and the MRR movements between consecutive month
+//! ends (metrics.md "MRR movements of month M").
 
+use super::churn::TierChurn;
+use super::history::{History, MonthEnd};
 use super::Book;
 use crate::time::{Micros, Month};
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 
 /// Where the month-end state of `m` is read: its last instant, or `as_of` for the month
 /// that contains `as_of` (month-to-date).
@@ -15,7 +18,7 @@ pub fn month_end(m: Month, as_of: Micros) -> Micros {
     }
 }
 
-/// Months of history the ledger keeps before the current month at least: enough for 24
+/// Months before the current one that [`Ledger::first`] reaches at least: enough for 24
 /// months of movements plus the month before them, and 24 complete months of forecast.
 const MIN_HISTORY: i32 = 25;
 
@@ -39,133 +42,119 @@ impl Movements {
     pub fn net(&self) -> Decimal {
         self.new + self.reactivation + self.expansion - self.contraction - self.churn
     }
+
+    /// Adds one customer's movement between a = MRR at the end of the month before and
+    /// b = at this month's end; `paid_before`: paying at some month end before a's.
+    pub(crate) fn add(&mut self, a: Decimal, b: Decimal, paid_before: bool) {
+        let zero = Decimal::ZERO;
+        if a.is_zero() && b > zero {
+            if paid_before {
+                self.reactivation += b;
+                self.reactivated_customers += 1;
+            } else {
+                self.new += b;
+                self.new_customers += 1;
+            }
+        } else if a > zero && b.is_zero() {
+            self.churn += a;
+            self.churned_customers += 1;
+        } else if a > zero && a < b {
+            self.expansion += b - a;
+            self.expanded_customers += 1;
+        } else if b > zero && b < a {
+            self.contraction += a - b;
+            self.contracted_customers += 1;
+        }
+    }
 }
 
-/// Month-end MRR of every subscriber for every month from the first subscription (or 25
-/// months back, whichever is earlier) through the current month.
+/// The month-end figures of every month up to the month of `as_of`: the complete months
+/// come from the book's [`History`] (built once per book, the same for every `as_of`),
+/// the current month is read at `as_of` when the ledger is made (one pass over the
+/// subscribers' timelines).
 #[derive(Debug)]
 pub struct Ledger<'a> {
     pub book: &'a Book,
     pub as_of: Micros,
     pub current: Month,
-    first: Month,
-    ids: Vec<&'a str>,
-    /// `[customer][month − first]`.
-    mrr: Vec<Vec<Decimal>>,
+    history: &'a History,
+    /// The current month, month-to-date.
+    now: MonthEnd,
 }
 
 impl<'a> Ledger<'a> {
     pub fn new(book: &'a Book, as_of: Micros) -> Ledger<'a> {
-        let current = Month::of(as_of);
-        let mut first = current.add(-MIN_HISTORY);
-        if let Some(s) = book.first_start().filter(|&s| s <= as_of) {
-            first = first.min(Month::of(s));
-        }
-        let months: Vec<Micros> = (first.index()..=current.index())
-            .map(|i| month_end(Month::from_index(i), as_of))
-            .collect();
-        let ids: Vec<&str> = book.subscriber_ids().collect();
-        let mrr = ids
-            .iter()
-            .map(|id| {
-                months
-                    .iter()
-                    .map(|&t| book.customer_mrr_at(id, t))
-                    .collect()
-            })
-            .collect();
+        let history = book.history();
         Ledger {
             book,
             as_of,
-            current,
-            first,
-            ids,
-            mrr,
+            current: Month::of(as_of),
+            history,
+            now: history.month_to_date(as_of),
         }
     }
 
-    /// The first month the ledger holds; every earlier month has no subscriptions.
+    /// The first month worth showing: the month of the first subscription (or 25 months
+    /// back, whichever is earlier); every earlier month has no subscriptions.
     pub fn first(&self) -> Month {
-        self.first
+        let mut first = self.current.add(-MIN_HISTORY);
+        if let Some(s) = self.book.first_start().filter(|&s| s <= self.as_of) {
+            first = first.min(Month::of(s));
+        }
+        first
     }
 
-    fn idx(&self, m: Month) -> Option<usize> {
+    fn month(&self, m: Month) -> &MonthEnd {
         assert!(
             m <= self.current,
             "month {m} is after the current month {}",
             self.current
         );
-        usize::try_from(m.index() - self.first.index()).ok()
+        if m == self.current {
+            &self.now
+        } else {
+            self.history.month(m)
+        }
     }
 
     pub fn month_end(&self, m: Month) -> Micros {
         month_end(m, self.as_of)
     }
 
-    /// Subscriber ids, in id order, matching the index of [`Ledger::customer_mrr`].
-    pub fn ids(&self) -> &[&'a str] {
-        &self.ids
-    }
-
-    /// MRR of the `i`-th subscriber at the end of `m`.
-    pub fn customer_mrr(&self, i: usize, m: Month) -> Decimal {
-        self.idx(m).map_or(Decimal::ZERO, |k| self.mrr[i][k])
-    }
-
+    /// Total MRR at the end of `m`.
     pub fn total_mrr(&self, m: Month) -> Decimal {
-        (0..self.ids.len()).map(|i| self.customer_mrr(i, m)).sum()
+        self.month(m).total
     }
 
     /// Customers with MRR > 0 at the end of `m`.
     pub fn paying(&self, m: Month) -> u64 {
-        (0..self.ids.len())
-            .filter(|&i| self.customer_mrr(i, m) > Decimal::ZERO)
-            .count() as u64
+        self.month(m).paying
     }
 
-    /// Whether subscriber `i` was paying at the end of any month before `m`.
-    fn paid_before(&self, i: usize, m: Month) -> bool {
-        let Some(k) = self.idx(m) else { return false };
-        self.mrr[i][..k].iter().any(|v| *v > Decimal::ZERO)
-    }
-
-    /// The movement of subscriber `i` in `m`: (a, b) = MRR at the end of m−1 and of m.
-    pub fn customer_movement(&self, i: usize, m: Month) -> (Decimal, Decimal) {
-        (self.customer_mrr(i, m.prev()), self.customer_mrr(i, m))
+    /// Customers paying or in trial at the end of `m`.
+    pub fn subscribed(&self, m: Month) -> u64 {
+        self.month(m).subscribed
     }
 
     pub fn movements(&self, m: Month) -> Movements {
-        let mut mv = Movements::default();
-        for i in 0..self.ids.len() {
-            let (a, b) = self.customer_movement(i, m);
-            let zero = Decimal::ZERO;
-            if a.is_zero() && b > zero {
-                if self.paid_before(i, m.prev()) {
-                    mv.reactivation += b;
-                    mv.reactivated_customers += 1;
-                } else {
-                    mv.new += b;
-                    mv.new_customers += 1;
-                }
-            } else if a > zero && b.is_zero() {
-                mv.churn += a;
-                mv.churned_customers += 1;
-            } else if a > zero && a < b {
-                mv.expansion += b - a;
-                mv.expanded_customers += 1;
-            } else if b > zero && b < a {
-                mv.contraction += a - b;
-                mv.contracted_customers += 1;
-            }
-        }
-        mv
+        self.month(m).movements.clone()
     }
 
-    /// Indexes of subscribers with a churn movement in `m`.
-    pub fn churned_in(&self, m: Month) -> impl Iterator<Item = usize> + '_ {
-        (0..self.ids.len()).filter(move |&i| {
-            let (a, b) = self.customer_movement(i, m);
-            a > Decimal::ZERO && b.is_zero()
-        })
+    /// MRR and customers per tier at the end of `m` (by each customer's tier there), of
+    /// customers paying or in trial (`trial`, with no MRR).
+    pub fn tier_totals(&self, m: Month) -> BTreeMap<String, (Decimal, u64)> {
+        self.history.tier_totals(self.month(m))
+    }
+
+    /// Churn of `m` per tier of the customers paying at the end of m−1 (by their tier
+    /// there); only tiers with such customers.
+    pub fn tier_churn(&self, m: Month) -> impl Iterator<Item = (&str, TierChurn)> {
+        self.history.tier_churn(self.month(m))
+    }
+
+    /// Trials that ended in `m` up to its month end, and those whose customer was not
+    /// paying at the month end.
+    pub fn trial_churn(&self, m: Month) -> TierChurn {
+        self.month(m).trial_churn
     }
 }

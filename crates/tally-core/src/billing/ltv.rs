@@ -15,20 +15,7 @@ pub const CAC_MONTHS: i32 = 3;
 /// MRR and paying customers per tier at the end of `m` (by each customer's tier there).
 /// Trial customers are counted under `trial` with no MRR.
 pub fn tier_totals(l: &Ledger<'_>, m: Month) -> BTreeMap<String, (Decimal, u64)> {
-    let t = l.month_end(m);
-    let mut out: BTreeMap<String, (Decimal, u64)> = BTreeMap::new();
-    for (i, id) in l.ids().iter().enumerate() {
-        let mrr = l.customer_mrr(i, m);
-        let Some(tier) = l.book.tier_at(id, t) else {
-            continue;
-        };
-        if mrr > Decimal::ZERO || tier == TRIAL_TIER {
-            let e = out.entry(tier).or_default();
-            e.0 += mrr;
-            e.1 += 1;
-        }
-    }
-    out
+    l.tier_totals(m)
 }
 
 /// ARPA at the end of `m`: MRR / paying customers.

@@ -8,19 +8,24 @@
 pub mod acquisition;
 pub mod churn;
 pub mod growth;
+pub mod history;
 pub mod ledger;
 pub mod ltv;
 
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
 
 use crate::model::{Customer, Plan, Subscription, SubscriptionChange};
 use crate::money::Currency;
 use crate::time::Micros;
+use history::History;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 /// Decimal places of a subscription's monthly amount.
 pub const MRR_SCALE: u32 = 12;
@@ -82,6 +87,9 @@ pub struct Book {
     customers: BTreeMap<String, Customer>,
     /// Per customer id, subscriptions sorted by id (input order never matters).
     subs: BTreeMap<String, Vec<SubHistory>>,
+    /// Month-end figures of every month, a function of the book alone, built on first use
+    /// (see [`Book::history`]).
+    history: OnceLock<History>,
 }
 
 impl Book {
@@ -124,13 +132,25 @@ impl Book {
             plans,
             customers,
             subs,
+            history: OnceLock::new(),
         }
     }
 
     /// Reads plan amounts as minor units of `currency`.
     pub fn with_currency(mut self, currency: Currency) -> Book {
         self.currency = currency;
+        // Amounts change with the currency: a history built before is not this book's.
+        self.history = OnceLock::new();
         self
+    }
+
+    /// Every subscriber's MRR and tier as a timeline, and the month-end figures of every
+    /// month, built once per book: the [`ledger::Ledger`] of any `as_of` reads its
+    /// complete months from here and computes only the current month. Building it walks
+    /// every subscriber once per month of the book's span, so a caller that keeps books
+    /// (the server's book cache) builds it right after loading one.
+    pub fn history(&self) -> &History {
+        self.history.get_or_init(|| History::new(self))
     }
 
     pub fn currency(&self) -> Currency {
@@ -213,6 +233,47 @@ impl Book {
                 .get(plan_id)
                 .map_or_else(|| plan_id.to_string(), |p| p.tier.clone()),
         )
+    }
+
+    /// MRR, tier and whether in trial, of a customer with subscriptions `subs` at t: the
+    /// answers of [`Book::customer_mrr_at`], [`Book::tier_at`] and [`Book::is_trial_at`]
+    /// in one pass, with the same arithmetic in the same order (the property tests compare
+    /// them), so each monthly amount is computed once.
+    fn state_at<'b>(
+        &'b self,
+        subs: &'b [SubHistory],
+        t: Micros,
+    ) -> (Decimal, Option<&'b str>, bool) {
+        let mut mrr = Decimal::ZERO;
+        let mut any_trial = false;
+        let mut best: Option<(Decimal, &str)> = None;
+        for s in subs {
+            if !s.active_at(t) {
+                // sub_mrr_at's 0, added as customer_mrr_at's sum adds it.
+                mrr += Decimal::ZERO;
+                continue;
+            }
+            let in_trial = s.in_trial_at(t);
+            any_trial |= in_trial;
+            let terms = s.terms_at(t);
+            let sub_mrr = if in_trial {
+                Decimal::ZERO
+            } else {
+                self.monthly_amount(terms)
+            };
+            mrr += sub_mrr;
+            best = match best {
+                Some((m, p)) if m > sub_mrr || (m == sub_mrr && p <= terms.plan_id) => Some((m, p)),
+                _ => Some((sub_mrr, terms.plan_id)),
+            };
+        }
+        let trial = any_trial && mrr.is_zero();
+        let tier = if trial {
+            Some(TRIAL_TIER)
+        } else {
+            best.map(|(_, plan_id)| self.plans.get(plan_id).map_or(plan_id, |p| p.tier.as_str()))
+        };
+        (mrr, tier, trial)
     }
 
     /// Instants in (start, end) where the customer's tier or MRR may change.

@@ -195,3 +195,205 @@ proptest! {
         let _ = Month::of(as_of);
     }
 }
+
+/// Plans for the comparison with the reference: every interval, amounts that do not
+/// divide by 3 or 12, a free plan, and two plans of one tier.
+fn wide_plans() -> Vec<Plan> {
+    vec![
+        plan("p1", "basic", Interval::Month, 49),
+        plan("p2", "pro", Interval::Quarter, 100),
+        plan("p3", "pro", Interval::Year, 1001),
+        plan("p4", "team", Interval::Month, 7),
+        plan("p5", "free", Interval::Month, 0),
+    ]
+}
+
+/// An instant near 2024–2026: a day with an odd microsecond, or exactly the first or the
+/// last instant of a month (where month ends are read).
+fn instant() -> impl Strategy<Value = Micros> {
+    (0u8..3, -40i64..1000, 0i32..34).prop_map(|(kind, day, month)| {
+        let m = Month::of(EPOCH).add(month);
+        match kind {
+            0 => EPOCH + day * DAY + 7,
+            1 => m.start(),
+            _ => m.last_instant(),
+        }
+    })
+}
+
+/// An instant after `start`: some days later, or any instant (possibly earlier: the book
+/// must still agree with itself).
+fn after(start: Micros, days: Option<i64>, other: Micros) -> Micros {
+    days.map_or(other, |d| start + d * DAY)
+}
+
+/// (customer, plan (5: not a stored plan), start, trial, cancellation, quantity, discount,
+///  changes: (when, plan, quantity, discount))
+type WideSpec = (
+    u8,
+    u8,
+    Micros,
+    Option<(Option<i64>, Micros)>,
+    Option<(Option<i64>, Micros)>,
+    i64,
+    &'static str,
+    Vec<(
+        (Option<i64>, Micros),
+        Option<u8>,
+        Option<i64>,
+        Option<&'static str>,
+    )>,
+);
+
+fn discount() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["0", "10", "12.5", "33", "100"])
+}
+
+fn later() -> impl Strategy<Value = (Option<i64>, Micros)> {
+    (prop::option::weighted(0.8, 1i64..400), instant())
+}
+
+fn wide_spec() -> impl Strategy<Value = WideSpec> {
+    (
+        0u8..8,
+        0u8..6,
+        instant(),
+        prop::option::of(later()),
+        prop::option::of(later()),
+        1i64..4,
+        discount(),
+        prop::collection::vec(
+            (
+                later(),
+                prop::option::of(0u8..6),
+                prop::option::of(1i64..5),
+                prop::option::of(discount()),
+            ),
+            0..3,
+        ),
+    )
+}
+
+fn wide_book(specs: &[WideSpec]) -> Book {
+    let customers: Vec<Customer> = (0..8)
+        .map(|i| customer(&format!("c{i}"), "2024-01-01T00:00:00Z"))
+        .collect();
+    let plan_id = |p: u8| {
+        if p == 5 {
+            "gone".to_string()
+        } else {
+            format!("p{}", p + 1)
+        }
+    };
+    let dec = |s: &str| s.parse::<Decimal>().unwrap();
+    let mut subs = Vec::new();
+    let mut changes = Vec::new();
+    for (i, (c, p, start, trial, cancel, qty, disc, chs)) in specs.iter().enumerate() {
+        let id = format!("s{i:02}");
+        subs.push(Subscription {
+            id: id.clone(),
+            customer_id: format!("c{c}"),
+            plan_id: plan_id(*p),
+            quantity: *qty,
+            discount_percent: dec(disc),
+            started_at: *start,
+            trial_ends_at: trial.map(|(d, o)| after(*start, d, o)),
+            canceled_at: cancel.map(|(d, o)| after(*start, d, o)),
+        });
+        for ((d, o), p, q, disc) in chs {
+            let effective_at = after(*start, *d, *o);
+            if changes.iter().any(|c: &SubscriptionChange| {
+                c.subscription_id == id && c.effective_at == effective_at
+            }) {
+                continue;
+            }
+            changes.push(SubscriptionChange {
+                subscription_id: id.clone(),
+                effective_at,
+                plan_id: p.map(plan_id),
+                quantity: *q,
+                discount_percent: disc.map(dec),
+            });
+        }
+    }
+    Book::new(&wide_plans(), &customers, &subs, &changes)
+}
+
+/// Every figure of the fast ledger against the reference for the 40 months up to the
+/// current one, formatted so that a difference in a decimal's scale shows too.
+fn compare_with_reference(book: &Book, as_of: Micros) -> Result<(), TestCaseError> {
+    use super::reference::{self, NaiveLedger};
+    let fast = Ledger::new(book, as_of);
+    let slow = NaiveLedger::new(book, as_of);
+    prop_assert_eq!(fast.first(), slow.first());
+    for k in 0..40 {
+        let m = fast.current.add(-k);
+        let t = fast.month_end(m);
+        prop_assert_eq!(
+            format!(
+                "{} {} {} {:?} {:?} {:?}",
+                fast.total_mrr(m),
+                fast.paying(m),
+                fast.subscribed(m),
+                fast.movements(m),
+                churn_by_tier(&fast, m),
+                fast.tier_totals(m),
+            ),
+            format!(
+                "{} {} {} {:?} {:?} {:?}",
+                slow.total_mrr(m),
+                slow.paying(m),
+                reference::subscribed_customers(book, t),
+                slow.movements(m),
+                reference::churn_by_tier(&slow, m),
+                reference::tier_totals(&slow, m),
+            ),
+            "month {} of as_of {}",
+            m,
+            crate::time::format_micros(as_of)
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The ledger built on the book's history equals the straightforward evaluation of
+    /// every (customer, month) at any as_of, including several as_of values on one book
+    /// (the history is built once and reused), as_of on a month's first or last instant,
+    /// before any data and after all of it.
+    #[test]
+    fn ledger_equals_the_reference(
+        specs in prop::collection::vec(wide_spec(), 0..14),
+        as_ofs in prop::collection::vec(instant(), 1..5),
+    ) {
+        let book = wide_book(&specs);
+        for as_of in as_ofs {
+            compare_with_reference(&book, as_of)?;
+        }
+    }
+
+    /// Every subscriber's timeline gives the book's own MRR, tier and trial state at any
+    /// instant, points and their neighbours included.
+    #[test]
+    fn timelines_equal_the_book(
+        specs in prop::collection::vec(wide_spec(), 0..14),
+        probes in prop::collection::vec(instant(), 0..8),
+    ) {
+        let book = wide_book(&specs);
+        let history = book.history();
+        for (i, id) in book.subscriber_ids().enumerate() {
+            let mut ts = probes.clone();
+            ts.extend(book.change_points(id, Micros::MIN, Micros::MAX).into_iter().flat_map(|p| [p - 1, p, p + 1]));
+            for t in ts {
+                let (mrr, tier, trial) = history.customer_state(i, t);
+                prop_assert_eq!(
+                    format!("{mrr} {tier:?} {trial}"),
+                    format!("{} {:?} {}", book.customer_mrr_at(id, t), book.tier_at(id, t), book.is_trial_at(id, t)),
+                    "{} at {}", id, t
+                );
+            }
+        }
+    }
+}

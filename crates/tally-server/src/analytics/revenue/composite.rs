@@ -16,18 +16,10 @@ use serde::Serialize;
 use tally_core::billing::churn::{customer_churn_rate, percent};
 use tally_core::billing::growth::{growth, pct_change};
 use tally_core::billing::ledger::Ledger;
-use tally_core::billing::Book;
 use tally_core::model::CostCategory;
 use tally_core::time::{same_point_previous_month, Micros, Month};
 use tally_store::Span;
 use utoipa::ToSchema;
-
-/// Customers with an active subscription that is paying or in trial at `t`.
-pub(crate) fn subscribed_customers(book: &Book, t: Micros) -> u64 {
-    book.subscriber_ids()
-        .filter(|id| book.customer_mrr_at(id, t) > Decimal::ZERO || book.is_trial_at(id, t))
-        .count() as u64
-}
 
 /// Month-to-date money of the current month, unrounded.
 pub(crate) struct Finance {
@@ -137,8 +129,9 @@ pub async fn summary(
     let book = load_book(&s).await?;
     let l = Ledger::new(&book, as_of);
     let m = l.current;
-    let users_now = subscribed_customers(&book, as_of);
-    let users_prev = subscribed_customers(&book, m.prev().last_instant());
+    // Customers paying or in trial at as_of and at the end of the previous month.
+    let users_now = l.subscribed(m);
+    let users_prev = l.subscribed(m.prev());
     let calls = figures::api_calls(&s, Span::through(m.start(), as_of)).await?;
     let calls_prev = figures::api_calls(
         &s,
@@ -228,7 +221,7 @@ pub async fn kpis(State(s): State<AppState>, Query(a): Query<AsOfParam>) -> ApiR
             ltv_cac_ratio: r2o(f.ltv_cac_ratio),
         },
         user_kpis: UserKpis {
-            total_users: subscribed_customers(&book, as_of),
+            total_users: l.subscribed(m),
             active_users: figures::active_customers(&s, month).await?,
             churn_rate: churn,
             retention_rate: churn.map(|c| Decimal::ONE_HUNDRED - c),
