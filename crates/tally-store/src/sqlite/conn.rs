@@ -131,7 +131,10 @@ impl Conn for SqliteConn {
 
     async fn exec(&mut self, sql: &str, args: Vec<Arg>) -> StoreResult<u64> {
         let (sql, args) = positional(sql, args);
-        Ok(query(&sql, args).execute(self.conn()).await?.rows_affected())
+        Ok(query(&sql, args)
+            .execute(self.conn())
+            .await?
+            .rows_affected())
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
