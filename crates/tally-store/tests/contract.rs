@@ -168,6 +168,7 @@ contract_tests! {
         concurrent_migrations,
         data_version_is_shared_by_processes,
         concurrent_writes_each_raise_the_version,
+        analyze_gathers_statistics_and_changes_no_data,
     ]
 }
 
@@ -2046,6 +2047,62 @@ async fn concurrent_migrations(url: &str) {
         stores[1].put_plan(&plan("pro", "pro", 1)).await.unwrap(),
         Unchanged
     );
+}
+
+/// `Maintenance::analyze` on an empty store and after a load: the planner's statistics
+/// of the loaded tables exist afterwards (`pg_stats`, `sqlite_stat1`), and the data, the
+/// answers and the data version are as before.
+async fn analyze_gathers_statistics_and_changes_no_data(url: &str) {
+    let s = open_migrated(url).await;
+    s.analyze().await.unwrap();
+    s.put_plan(&plan("pro", "pro", 4900)).await.unwrap();
+    s.put_customer(&customer("c1")).await.unwrap();
+    s.put_subscription(&subscription("s1", "c1", "pro"))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let at = t0() + i * DAY;
+        let paid = invoice(&format!("i{i}"), InvoiceStatus::Paid, 4900, at, Some(at));
+        s.put_invoice(&paid).await.unwrap();
+    }
+    s.insert_events(&usage_events()).await.unwrap();
+    let version = s.data_version().await.unwrap();
+    let counts = s.counts().await.unwrap();
+    let usage = s.usage(&usage_query()).await.unwrap();
+
+    s.analyze().await.unwrap();
+    s.analyze().await.unwrap();
+    assert_eq!(s.data_version().await.unwrap(), version);
+    assert_eq!(s.counts().await.unwrap(), counts);
+    assert_eq!(s.usage(&usage_query()).await.unwrap(), usage);
+
+    let analyzed: Vec<String> = if url.starts_with("postgres") {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar("SELECT DISTINCT tablename::text FROM pg_stats ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    } else {
+        use sqlx::Connection;
+        let path = url.strip_prefix("sqlite://").unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT DISTINCT tbl FROM sqlite_stat1 ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    };
+    for table in ["customers", "events", "invoices", "subscriptions"] {
+        assert!(
+            analyzed.iter().any(|t| t == table),
+            "no statistics of {table}: {analyzed:?}"
+        );
+    }
 }
 
 /// Runs futures concurrently on this task (no `futures` dependency needed).

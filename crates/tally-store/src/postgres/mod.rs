@@ -92,6 +92,25 @@ impl Backend for Postgres {
     }
 }
 
+impl Postgres {
+    /// [`crate::Maintenance::analyze`]: `ANALYZE` of every table of the schema tally's
+    /// migrations created its tables in (the connection's current schema), and no other.
+    pub(crate) async fn analyze(&self) -> StoreResult<()> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(tablename) FROM pg_tables \
+             WHERE schemaname = current_schema() ORDER BY tablename",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if !tables.is_empty() {
+            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes one group of event batches in a transaction of its own.
 struct EventWriter {
     pool: PgPool,
