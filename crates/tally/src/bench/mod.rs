@@ -131,7 +131,9 @@ pub async fn run(args: Args) -> Result<report::Report> {
         events,
         prices: PriceTable::builtin(1000.into()),
         ..Default::default()
-    };
+    }
+    // 1.5 subscriptions and 12 invoices per customer, the proportions of the scales.
+    .established();
     let tally_bin = match &args.tally_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()?

@@ -1,5 +1,6 @@
 //! Customers and their billing histories: signups, trials, subscriptions, plan and seat
-//! changes, cancellations, win-backs and the invoices of every billing period.
+//! changes, cancellations, win-backs, other teams' subscriptions and the invoices of every
+//! billing period.
 //!
 //! Each customer's life is simulated on its own random stream, period by period: at each
 //! renewal the customer may churn, change plan or seats, or switch to annual billing.
@@ -9,7 +10,7 @@
 use super::catalog::{plan_index, Tier, CHANNELS, CURRENCY, PLANS};
 use super::names;
 use super::random::{add_months, apportion, between, pick_weighted, rng_for, Domain};
-use super::Window;
+use super::{Shape, Window};
 use chrono::{Datelike, Weekday};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +25,8 @@ const DAY: Micros = MICROS_PER_DAY;
 pub const TRIAL_DAYS: i64 = 14;
 /// Most subscriptions one customer goes through (the first and its win-backs).
 const MAX_SUBSCRIPTIONS: usize = 3;
+/// Most other teams of a customer with subscriptions of their own (see [`Shape::teams`]).
+const MAX_TEAMS: usize = 3;
 
 /// The plan, seats and discount of a subscription from `from` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +80,8 @@ impl Billing {
     }
 }
 
-pub fn generate(seed: u64, customers: usize, window: &Window) -> Billing {
-    let signups = signups(seed, customers, window);
+pub fn generate(seed: u64, customers: usize, shape: &Shape, window: &Window) -> Billing {
+    let signups = signups(seed, customers, shape.signup_growth, window);
     let mut billing = Billing::default();
     let mut used_names = HashSet::new();
     let mut name_rng = rng_for(seed, Domain::Signups, 1);
@@ -91,15 +94,30 @@ pub fn generate(seed: u64, customers: usize, window: &Window) -> Billing {
             created_at,
             channel: Some(CHANNELS[channel].name.to_string()),
         });
+        let first_sub = billing.subscriptions.len();
         let mut rng = rng_for(seed, Domain::Customer, i as u64);
         Life {
             rng: &mut rng,
             customer: i,
             channel,
             end: window.end,
+            churn: shape.churn,
             out: &mut billing,
         }
         .simulate(created_at);
+        if shape.teams > 0.0 && first_sub < billing.subscriptions.len() {
+            // Its own stream, so the customer's first life is the same with or without teams.
+            let mut rng = rng_for(seed, Domain::Teams, i as u64);
+            Life {
+                rng: &mut rng,
+                customer: i,
+                channel,
+                end: window.end,
+                churn: shape.churn,
+                out: &mut billing,
+            }
+            .teams(first_sub, shape.teams);
+        }
     }
     billing
 }
@@ -108,9 +126,9 @@ pub fn customer_id(i: usize) -> String {
     format!("cus_{:05}", i + 1)
 }
 
-/// Signup instants and channels, oldest first: growing month over month, with a seasonal
-/// dip in summer and December and fewer signups at weekends.
-fn signups(seed: u64, customers: usize, window: &Window) -> Vec<(Micros, usize)> {
+/// Signup instants and channels, oldest first: growing month over month by `growth`, with
+/// a seasonal dip in summer and December and fewer signups at weekends.
+fn signups(seed: u64, customers: usize, growth: f64, window: &Window) -> Vec<(Micros, usize)> {
     const SEASON: [f64; 12] = [
         1.12, 1.04, 1.06, 1.0, 0.97, 0.92, 0.84, 0.82, 1.07, 1.09, 1.0, 0.78,
     ];
@@ -125,7 +143,7 @@ fn signups(seed: u64, customers: usize, window: &Window) -> Vec<(Micros, usize)>
             let span_end = m.end().min(window.end + 1);
             let elapsed = (span_end - m.start()) as f64 / (m.days() * DAY) as f64;
             let noise = 1.0 + 0.08 * (rng.gen::<f64>() - 0.5);
-            1.075f64.powi(i as i32) * SEASON[m.month as usize - 1] * noise * elapsed
+            growth.powi(i as i32) * SEASON[m.month as usize - 1] * noise * elapsed
         })
         .collect();
     let counts = apportion(customers, &weights);
@@ -188,6 +206,8 @@ struct Life<'a> {
     customer: usize,
     channel: usize,
     end: Micros,
+    /// Multiplies the odds of cancelling (see [`Shape::churn`]).
+    churn: f64,
     out: &'a mut Billing,
 }
 
@@ -207,7 +227,7 @@ impl Life<'_> {
             if start > self.end {
                 return;
             }
-            let ending = self.subscription(k, start, trial, state);
+            let ending = self.subscription(&k.to_string(), start, trial, state);
             let (ended, comeback) = match ending {
                 Ending::Running => return,
                 Ending::TrialNotConverted(t) => (t, 0.06),
@@ -296,10 +316,60 @@ impl Life<'_> {
         }
     }
 
-    /// Simulates subscription `k` of the customer from `start` to its end or the dataset's.
-    fn subscription(&mut self, k: usize, start: Micros, trial: bool, mut state: State) -> Ending {
+    /// Other teams of the customer whose first subscription (at `first_sub` in the output)
+    /// was paid for: while it is, each month brings another team at the odds `monthly`
+    /// (up to [`MAX_TEAMS`]), on its own subscription (no trial: the company knows the
+    /// product), mostly on the same tier; a team's subscription lives and churns on its
+    /// own, without win-backs.
+    fn teams(&mut self, first_sub: usize, monthly: f64) {
+        let first = self.out.timelines[first_sub].clone();
+        let paid_from = first.trial_end.unwrap_or(first.start);
+        let paid_until = first.end.unwrap_or(self.end);
+        let mut month_start = paid_from;
+        let mut joined = 0;
+        while joined < MAX_TEAMS {
+            let month_end = add_months(month_start, 1);
+            if month_end >= paid_until {
+                return;
+            }
+            if !self.rng.gen_bool(monthly.min(1.0)) {
+                month_start = month_end;
+                continue;
+            }
+            joined += 1;
+            let start = between(self.rng, month_start, month_end);
+            month_start = month_end;
+            let theirs = first.segment_at(start);
+            let tier = PLANS[theirs.plan].tier;
+            let tier = if self.rng.gen_bool(0.3) {
+                tier.down().unwrap_or(tier)
+            } else {
+                tier
+            };
+            let interval = if self.rng.gen_bool(0.8) {
+                Interval::Month
+            } else {
+                Interval::Year
+            };
+            let quantity = match tier {
+                Tier::Professional => [1, 1, 1, 2, 3][self.rng.gen_range(0..5)],
+                Tier::Starter | Tier::Enterprise => 1,
+            };
+            let state = State {
+                plan: plan_index(tier, interval),
+                quantity,
+                // Teams of a customer on a discount get it too.
+                discount: theirs.discount,
+            };
+            self.subscription(&format!("t{joined}"), start, false, state);
+        }
+    }
+
+    /// Simulates subscription `tag` of the customer (`1` for the first, `2` and `3` for
+    /// win-backs, `t1`… for other teams) from `start` to its end or the dataset's.
+    fn subscription(&mut self, tag: &str, start: Micros, trial: bool, mut state: State) -> Ending {
         let c = self.customer;
-        let sub_id = format!("sub_{:05}_{k}", c + 1);
+        let sub_id = format!("sub_{:05}_{tag}", c + 1);
         let trial_end = trial.then_some(start + TRIAL_DAYS * DAY);
         let mut timeline = Timeline {
             customer: c,
@@ -313,7 +383,7 @@ impl Life<'_> {
                 discount: state.discount,
             }],
         };
-        let ending = self.periods(k, &sub_id, start, trial_end, &mut state, &mut timeline);
+        let ending = self.periods(tag, &sub_id, start, trial_end, &mut state, &mut timeline);
         let canceled_at = match ending {
             Ending::Running => None,
             Ending::TrialNotConverted(t) | Ending::Churned(t) | Ending::PaymentFailed(t) => Some(t),
@@ -336,7 +406,7 @@ impl Life<'_> {
 
     fn periods(
         &mut self,
-        k: usize,
+        tag: &str,
         sub_id: &str,
         start: Micros,
         trial_end: Option<Micros>,
@@ -375,7 +445,7 @@ impl Life<'_> {
             if period_start > self.end {
                 return Ending::Running;
             }
-            let invoice_id = format!("inv_{:05}_{k}_{n:03}", c + 1);
+            let invoice_id = format!("inv_{:05}_{tag}_{n:03}", c + 1);
             if let Some(dunning_end) =
                 self.invoice(&invoice_id, period_start, state.period_amount())
             {
@@ -391,7 +461,10 @@ impl Life<'_> {
             if period_end > self.end {
                 return Ending::Running;
             }
-            if self.rng.gen_bool(churn_probability(state, paid_months)) {
+            if self
+                .rng
+                .gen_bool((churn_probability(state, paid_months) * self.churn).min(1.0))
+            {
                 return Ending::Churned(period_end);
             }
             if let Some(change) = self.renewal_change(state, paid_months) {

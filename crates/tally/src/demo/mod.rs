@@ -47,7 +47,47 @@ pub struct DemoOptions {
     /// Prices LLM calls as ingestion would: pass the installation's table so stored costs
     /// match what its own ingestion computes.
     pub prices: PriceTable,
+    /// How the business behaves over its history (growth, churn, team subscriptions).
+    pub shape: Shape,
 }
+
+/// How the business behaves over its history, apart from its size. The customers' lives
+/// follow the same rules under every shape (trials, conversions, plan and seat changes,
+/// dunning, win-backs); a shape scales the rates that set how many subscriptions and
+/// invoices a customer accumulates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Signups of a month relative to the month before, seasonality aside.
+    pub signup_growth: f64,
+    /// Multiplies the odds of cancelling at each renewal.
+    pub churn: f64,
+    /// Odds, for each month a customer pays for its first subscription, that another of
+    /// its teams takes a subscription of its own alongside (0: one subscription at a time).
+    pub teams: f64,
+}
+
+impl Shape {
+    /// `tally demo`'s business: young (30 months with [`DemoOptions::default`]) and
+    /// growing fast, one subscription at a time per customer: about 0.96 subscriptions
+    /// and 3.8 invoices per customer.
+    pub const YOUNG: Shape = Shape {
+        signup_growth: 1.075,
+        churn: 1.0,
+        teams: 0.0,
+    };
+    /// The benchmark's business (with [`DemoOptions::established`]): five years old,
+    /// growing more slowly, retaining better, and selling to several teams of a customer:
+    /// 1.5 subscriptions and 12 invoices per customer, the proportions of the benchmark's
+    /// scales (L: 100,000 customers, 150,000 subscriptions, 1,200,000 invoices).
+    pub const ESTABLISHED: Shape = Shape {
+        signup_growth: 1.022,
+        churn: 0.65,
+        teams: 0.066,
+    };
+}
+
+/// History of [`Shape::ESTABLISHED`]: five years.
+pub const ESTABLISHED_MONTHS: u32 = 60;
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -60,6 +100,19 @@ impl Default for DemoOptions {
             event_days: 90,
             batch_size: 10_000,
             prices: PriceTable::builtin(1000.into()),
+            shape: Shape::YOUNG,
+        }
+    }
+}
+
+impl DemoOptions {
+    /// The same options for the benchmark's established business: five years of history
+    /// and [`Shape::ESTABLISHED`].
+    pub fn established(self) -> DemoOptions {
+        DemoOptions {
+            months: ESTABLISHED_MONTHS,
+            shape: Shape::ESTABLISHED,
+            ..self
         }
     }
 }
@@ -103,7 +156,7 @@ pub struct DemoPlan {
 
 pub fn plan(opts: &DemoOptions) -> DemoPlan {
     let window = Window::new(opts);
-    let billing = billing::generate(opts.seed, opts.customers, &window);
+    let billing = billing::generate(opts.seed, opts.customers, &opts.shape, &window);
     let (costs, spend) = finance::costs(opts.seed, &billing, &window);
     DemoPlan {
         window_end: window.end,

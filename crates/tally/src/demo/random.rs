@@ -19,6 +19,7 @@ pub enum Domain {
     EventDay = 5,
     Finance = 6,
     DayFactor = 7,
+    Teams = 8,
 }
 
 pub fn rng_for(seed: u64, domain: Domain, index: u64) -> ChaCha8Rng {

@@ -207,6 +207,95 @@ fn dataset_has_what_a_saas_operator_expects() {
     assert!(p.services.len() >= 5);
 }
 
+/// The benchmark's business: the proportions of the benchmark's scales (L: 100,000
+/// customers, 150,000 subscriptions, 1,200,000 invoices), reached by a longer history,
+/// better retention and other teams' subscriptions, not by different rules.
+#[test]
+fn established_business_has_the_benchmarks_proportions() {
+    let opts = DemoOptions {
+        customers: 4_000,
+        events: 0,
+        ..small()
+    }
+    .established();
+    let p = plan(&opts);
+    let b = &p.billing;
+    let n = b.customers.len() as f64;
+    // The shape is set for 1.5 and 12 per customer. A customer's count of subscriptions
+    // varies little (one, plus a few teams and win-backs), its count of invoices a lot
+    // (from none to one a month for five years per subscription): at 1,000 customers the
+    // mean moved by about 1.5 % and 5 % between seeds, so at 4,000 by about half that.
+    // Bounds: the benchmark's ±5 %, plus two of those deviations.
+    let subs = b.subscriptions.len() as f64 / n;
+    let invoices = b.invoices.len() as f64 / n;
+    assert!(
+        (1.40..=1.60).contains(&subs),
+        "{subs} subscriptions per customer"
+    );
+    assert!(
+        (10.8..=13.2).contains(&invoices),
+        "{invoices} invoices per customer"
+    );
+
+    // Five years of signups; every plan in use; churn and win-backs as before.
+    let first = b.customers.iter().map(|c| c.created_at).min().unwrap();
+    let last = b.customers.iter().map(|c| c.created_at).max().unwrap();
+    assert!(Month::of(last).index() - Month::of(first).index() >= 57);
+    let used: HashSet<_> = b.subscriptions.iter().map(|s| s.plan_id.as_str()).collect();
+    assert_eq!(used.len(), p.plans.len());
+    let cancelled = b.cancellations().count();
+    assert!(
+        cancelled > b.subscriptions.len() / 5,
+        "{cancelled} cancelled"
+    );
+    assert!(b.subscriptions.iter().any(|s| s.id.ends_with("_2")));
+
+    // Other teams: no trial, while the customer's first subscription is paid for.
+    let by_id: HashMap<_, _> = b.subscriptions.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut per_customer: HashMap<&str, usize> = HashMap::new();
+    let mut teams = 0;
+    for s in &b.subscriptions {
+        *per_customer.entry(s.customer_id.as_str()).or_default() += 1;
+        let Some((base, _)) = s.id.split_once("_t") else {
+            continue;
+        };
+        teams += 1;
+        assert_eq!(s.trial_ends_at, None, "{}", s.id);
+        let first = by_id[format!("{base}_1").as_str()];
+        assert_eq!(first.customer_id, s.customer_id);
+        assert!(first.trial_ends_at.unwrap_or(first.started_at) <= s.started_at);
+        assert!(
+            first.canceled_at.is_none_or(|c| s.started_at < c),
+            "{}",
+            s.id
+        );
+    }
+    assert!(teams as f64 > 0.3 * n, "{teams} teams' subscriptions");
+    assert!(per_customer.values().all(|&k| k <= 6));
+    // Customers with more than one subscription running at the end.
+    let running: HashMap<&str, usize> = b
+        .subscriptions
+        .iter()
+        .filter(|s| s.canceled_at.is_none())
+        .fold(HashMap::new(), |mut m, s| {
+            *m.entry(s.customer_id.as_str()).or_default() += 1;
+            m
+        });
+    assert!(running.values().filter(|&&k| k > 1).count() as f64 > 0.1 * n);
+
+    // `tally demo`'s business, the same customers: one subscription at a time, few
+    // win-backs, 30 months of a fast-growing business; under one of each per customer
+    // and a few invoices.
+    let young = plan(&DemoOptions {
+        customers: 4_000,
+        events: 0,
+        ..small()
+    });
+    let yb = &young.billing;
+    assert!((yb.subscriptions.len() as f64) < n);
+    assert!((yb.invoices.len() as f64) < 5.0 * n);
+}
+
 #[test]
 fn events_come_from_active_customers_and_look_real() {
     let opts = small();
@@ -436,4 +525,50 @@ async fn default_dataset_into_sqlite() {
         again.elapsed,
         again.already_present()
     );
+}
+
+/// The benchmark's entities written through a store, timed (the bench's first step):
+/// `TALLY_DEMO_CUSTOMERS=10000 cargo test --release -p tally --lib
+/// demo::tests::benchmark_entities_into_sqlite -- --ignored --nocapture` (1,000 customers
+/// by default; `..._into_postgres` with `TALLY_TEST_DATABASE_URL` set).
+async fn benchmark_entities_timed(store: &dyn Store) {
+    let customers = std::env::var("TALLY_DEMO_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let opts = DemoOptions {
+        seed: 42,
+        end: NaiveDate::from_ymd_opt(2025, 11, 27).unwrap(),
+        customers,
+        events: 0,
+        ..DemoOptions::default()
+    }
+    .established();
+    let writes = plan(&opts).entity_writes();
+    let quiet = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let summary = generate(store, &opts, &quiet).await.unwrap();
+    let health = summary.counts.events as f64;
+    eprintln!(
+        "{customers} customers: {writes} entity writes and {health} health checks and gauges in {:.1} s ({:.3} ms per entity write, events included); {:#?}",
+        summary.entities_elapsed.as_secs_f64(),
+        summary.entities_elapsed.as_secs_f64() * 1e3 / writes as f64,
+        summary.counts
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; takes a release build"]
+async fn benchmark_entities_into_sqlite() {
+    let ts = tally_testkit::TestStore::sqlite().await;
+    benchmark_entities_timed(ts.store.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; takes a release build"]
+async fn benchmark_entities_into_postgres() {
+    let Some(ts) = tally_testkit::TestStore::postgres().await else {
+        eprintln!("{} unset: skipped", tally_testkit::PG_ENV);
+        return;
+    };
+    benchmark_entities_timed(ts.store.as_ref()).await;
 }
