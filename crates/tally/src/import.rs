@@ -315,6 +315,13 @@ pub async fn run(
     );
     bar.set_message("reading");
     let report = import(store, cfg, kind, path, format, &bar).await?;
+    if report.stored > 0 {
+        // After a bulk load the query planner needs statistics of the new rows.
+        store
+            .analyze()
+            .await
+            .context("refreshing the planner statistics")?;
+    }
     println!(
         "stored {}, duplicates {}, rejected {}",
         report.stored,

@@ -272,6 +272,20 @@ pub async fn run(args: Args) -> Result<report::Report> {
     srv.stop().await?;
     let _ = std::fs::remove_file(&spool.path);
 
+    // The planner statistics, as `tally demo` and `tally import` refresh them after a
+    // bulk load (PostgreSQL's autovacuum may be off or not have run yet).
+    let t = Instant::now();
+    let store = tally_store::open(&url).await?;
+    store
+        .analyze()
+        .await
+        .context("refreshing the planner statistics")?;
+    drop(store);
+    let analyze_seconds = t.elapsed().as_secs_f64();
+    say(format!(
+        "planner statistics refreshed in {analyze_seconds:.1} s"
+    ));
+
     // 4. Latency: a fresh server, cold rounds (computed), then warm (cached).
     let as_of = END.to_owned();
     let after = format!("{}T12:00:00Z", end + chrono::Days::new(2));
@@ -428,6 +442,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
             entities_seconds,
             spool_seconds,
             usage_events: spool.events,
+            analyze_seconds,
         },
         ingestion: report::Ingestion {
             events: total_events,

@@ -17,6 +17,9 @@ pub struct Generation {
     /// Generating and serializing the usage events (before the timed ingestion).
     pub spool_seconds: f64,
     pub usage_events: usize,
+    /// Refreshing the planner statistics after ingestion, before the latency phase
+    /// (`Maintenance::analyze`).
+    pub analyze_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -255,8 +258,11 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
         );
         let _ = writeln!(
             s,
-            "| generation | entities {:.1} s, usage events spooled in {:.1} s; whole run {:.0} s |",
-            self.generation.entities_seconds, self.generation.spool_seconds, self.total_seconds
+            "| generation | entities {:.1} s, usage events spooled in {:.1} s, planner statistics after ingestion {:.1} s; whole run {:.0} s |",
+            self.generation.entities_seconds,
+            self.generation.spool_seconds,
+            self.generation.analyze_seconds,
+            self.total_seconds
         );
         let _ = writeln!(
             s,

@@ -249,6 +249,11 @@ pub async fn generate(
     bar.set_prefix("events");
     let events_inserted = write_events(store, stream, opts.batch_size, &bar).await?;
     bar.finish();
+    // A bulk load: give the query planner statistics before anything reads the data.
+    store
+        .analyze()
+        .await
+        .context("refreshing the planner statistics")?;
 
     Ok(DemoSummary {
         counts: plan.counts(&event_counts),
