@@ -212,6 +212,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     const NAME: &'static str;
 
     async fn migrate(&self) -> StoreResult<()>;
+    /// `Store::analyze`.
+    async fn analyze(&self) -> StoreResult<()>;
     /// A connection for single-statement reads.
     async fn read(&self) -> StoreResult<Box<dyn Conn>>;
     /// A read-only transaction, for reads of several statements that must agree.

@@ -51,10 +51,16 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Upkeep of a store's database that changes no data. A supertrait of [`Store`], so every
-/// store has it and `dyn Store` offers it.
+/// Everything tally persists. One implementation per database; see the crate docs for the
+/// invariants.
 #[async_trait]
-pub trait Maintenance {
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations (idempotent; safe for several processes at once).
+    async fn migrate(&self) -> StoreResult<()>;
+
     /// Refreshes the query planner's statistics of tally's tables: `ANALYZE` on both
     /// databases (PostgreSQL samples each table; SQLite reads every index, so it takes
     /// time in proportion to the data and holds the write lock meanwhile).
@@ -66,32 +72,6 @@ pub trait Maintenance {
     /// 0.23–0.47 s after), and SQLite only through `ANALYZE` (into `sqlite_stat1`).
     /// Data and the data version are unchanged.
     async fn analyze(&self) -> StoreResult<()>;
-}
-
-/// Dispatches to the backend's own `analyze` (sqlite/mod.rs, postgres/mod.rs).
-#[async_trait]
-impl<B: db::Backend> Maintenance for common::SqlStore<B> {
-    async fn analyze(&self) -> StoreResult<()> {
-        let backend: &dyn std::any::Any = &self.backend;
-        if let Some(sqlite) = backend.downcast_ref::<sqlite::Sqlite>() {
-            sqlite.analyze().await
-        } else if let Some(postgres) = backend.downcast_ref::<postgres::Postgres>() {
-            postgres.analyze().await
-        } else {
-            unreachable!("a backend without analyze: {}", B::NAME)
-        }
-    }
-}
-
-/// Everything tally persists. One implementation per database; see the crate docs for the
-/// invariants.
-#[async_trait]
-pub trait Store: Maintenance + Send + Sync + 'static {
-    /// `"sqlite"` or `"postgres"`.
-    fn backend(&self) -> &'static str;
-
-    /// Applies pending migrations (idempotent; safe for several processes at once).
-    async fn migrate(&self) -> StoreResult<()>;
 
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> StoreResult<()>;

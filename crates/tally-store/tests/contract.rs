@@ -2049,7 +2049,7 @@ async fn concurrent_migrations(url: &str) {
     );
 }
 
-/// `Maintenance::analyze` on an empty store and after a load: the planner's statistics
+/// `Store::analyze` on an empty store and after a load: the planner's statistics
 /// of the loaded tables exist afterwards (`pg_stats`, `sqlite_stat1`), and the data, the
 /// answers and the data version are as before.
 async fn analyze_gathers_statistics_and_changes_no_data(url: &str) {

@@ -60,6 +60,10 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.migrate().await
     }
 
+    async fn analyze(&self) -> StoreResult<()> {
+        self.backend.analyze().await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.backend
             .read()

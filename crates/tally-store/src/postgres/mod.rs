@@ -71,6 +71,23 @@ impl Backend for Postgres {
         migrate_with_retry(|| MIGRATOR.run(&self.pool)).await
     }
 
+    /// `Store::analyze`: `ANALYZE` of every table of the schema tally's
+    /// migrations created its tables in (the connection's current schema), and no other.
+    async fn analyze(&self) -> StoreResult<()> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(tablename) FROM pg_tables \
+             WHERE schemaname = current_schema() ORDER BY tablename",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if !tables.is_empty() {
+            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn read(&self) -> StoreResult<Box<dyn Conn>> {
         Ok(Box::new(conn::PgConn::Plain(self.pool.acquire().await?)))
     }
@@ -89,25 +106,6 @@ impl Backend for Postgres {
 
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
         self.events.insert(events).await
-    }
-}
-
-impl Postgres {
-    /// [`crate::Maintenance::analyze`]: `ANALYZE` of every table of the schema tally's
-    /// migrations created its tables in (the connection's current schema), and no other.
-    pub(crate) async fn analyze(&self) -> StoreResult<()> {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT quote_ident(tablename) FROM pg_tables \
-             WHERE schemaname = current_schema() ORDER BY tablename",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        if !tables.is_empty() {
-            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
     }
 }
 

@@ -120,6 +120,19 @@ impl Backend for Sqlite {
         migrate_with_retry(|| MIGRATOR.run(&self.write)).await
     }
 
+    /// `Store::analyze`: a full `ANALYZE`, through the write connection
+    /// since it writes `sqlite_stat1`. It reads every index (0.13 s for the 230,000
+    /// events of the benchmark's scale S). `PRAGMA optimize` would be cheaper, but it
+    /// skips a table whose row count changed less than 25-fold since its last analysis,
+    /// so the events analysed before an ingestion (the benchmark's health checks) kept
+    /// describing a table that then held 1.8 times as many rows of another kind; and
+    /// `analysis_limit` samples each index from its start, which put 501 events per
+    /// kind where there were 76,657.
+    async fn analyze(&self) -> StoreResult<()> {
+        sqlx::query("ANALYZE").execute(&self.write).await?;
+        Ok(())
+    }
+
     async fn read(&self) -> StoreResult<Box<dyn Conn>> {
         Ok(Box::new(conn::SqliteConn::Plain(
             self.read.acquire().await?,
@@ -139,21 +152,6 @@ impl Backend for Sqlite {
 
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
         self.events.insert(events).await
-    }
-}
-
-impl Sqlite {
-    /// [`crate::Maintenance::analyze`]: a full `ANALYZE`, through the write connection
-    /// since it writes `sqlite_stat1`. It reads every index (0.13 s for the 230,000
-    /// events of the benchmark's scale S). `PRAGMA optimize` would be cheaper, but it
-    /// skips a table whose row count changed less than 25-fold since its last analysis,
-    /// so the events analysed before an ingestion (the benchmark's health checks) kept
-    /// describing a table that then held 1.8 times as many rows of another kind; and
-    /// `analysis_limit` samples each index from its start, which put 501 events per
-    /// kind where there were 76,657.
-    pub(crate) async fn analyze(&self) -> StoreResult<()> {
-        sqlx::query("ANALYZE").execute(&self.write).await?;
-        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Generation {
     pub spool_seconds: f64,
     pub usage_events: usize,
     /// Refreshing the planner statistics after ingestion, before the latency phase
-    /// (`Maintenance::analyze`).
+    /// (`Store::analyze`).
     pub analyze_seconds: f64,
 }
 
