@@ -11,14 +11,20 @@ import sys
 ORDER = {"S": 0, "M": 1, "L": 2}
 
 
+def load_at_start(r):
+    """The 1-minute load average when the run started (runs on a shared machine vary)."""
+    load = r.get("machine", {}).get("loadavg_start") or r.get("machine", {}).get("loadavg")
+    return str(load).split()[0] if load else "?"
+
+
 def main():
     paths = sys.argv[1:] or glob.glob(os.path.join(os.path.dirname(__file__), "results", "*.json"))
     runs = [json.load(open(p)) for p in paths]
     runs.sort(key=lambda r: (r["backend"], ORDER.get(r["scale"], 9)))
     print("| scale | store | customers / subs / invoices / events | HTTP ingestion, events/s (JSON / NDJSON / both) "
           "| raw store, rows/s | worst p99 cold / warm, ms | endpoints with p99 > 50 ms cold | peak RSS, MiB "
-          "| DuckDB query, ms (median of 4 figures) | exact |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| DuckDB query, ms (median of 4 figures) | exact | build, load average at start |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         c = r["counts"]
         ph = {p["format"]: p["events_per_sec"] for p in r["ingestion"].get("formats", r["ingestion"]["phases"])}
@@ -37,7 +43,8 @@ def main():
             f"| {r['raw']['rows_per_sec']:,.0f} "
             f"| {max(e['cold_p99_ms'] for e in eps):,.1f} / {max(e['warm_p99_ms'] for e in eps):,.1f} "
             f"| {slow} of {len(eps)} "
-            f"| {r['peak_rss_bytes'] / 2**20:,.0f} | {duck_ms} | {exact} |"
+            f"| {r['peak_rss_bytes'] / 2**20:,.0f} | {duck_ms} | {exact} "
+            f"| {r['build'].split(';')[0]}, {load_at_start(r)} |"
         )
 
     print()
