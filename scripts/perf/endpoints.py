@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Times every analytics endpoint of a running tally server.
 
-usage: endpoints.py BASE_URL API_KEY [RUNS]
+usage: endpoints.py BASE_URL API_KEY [RUNS] [AS_OF]
 
 Each endpoint is requested once to warm up, then RUNS times (default 5); the median
-and the slowest time are printed, in milliseconds, with the response size.
+and the slowest time are printed, in milliseconds, with the response size. Every request
+sends `Cache-Control: no-cache`, so the server computes each answer (the response cache
+would otherwise answer the repeats), and `as_of=AS_OF` when given (e.g. 2025-11-27, the
+benchmark's), so runs compare.
 """
 import statistics
 import sys
@@ -37,7 +40,9 @@ ENDPOINTS = [
 
 
 def get(base, key, path):
-    req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {key}"})
+    req = urllib.request.Request(
+        base + path, headers={"Authorization": f"Bearer {key}", "Cache-Control": "no-cache"}
+    )
     start = time.perf_counter()
     with urllib.request.urlopen(req) as resp:
         body = resp.read()
@@ -48,8 +53,11 @@ def get(base, key, path):
 def main():
     base, key = sys.argv[1].rstrip("/"), sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    as_of = sys.argv[4] if len(sys.argv) > 4 else None
     print(f"{'endpoint':60} {'median ms':>10} {'max ms':>8} {'bytes':>8}")
     for path in ENDPOINTS:
+        if as_of:
+            path += ("&" if "?" in path else "?") + "as_of=" + as_of
         get(base, key, path)
         times = []
         for _ in range(runs):
