@@ -9,8 +9,8 @@
 //!   subscription s1 c1 basic from 2025-10-01 → MRR 100.
 //! Every value asserted is worked out by hand next to the write that changes it.
 
-use axum::body::{Body, Bytes};
-use axum::http::{Method, Request, StatusCode};
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
@@ -23,7 +23,6 @@ use tally_core::time::parse_instant;
 use tally_server::{AppState, Clock, ServerConfig};
 use tally_store::{Role, Store};
 use tally_testkit::{add_key, both_stores, TestStore};
-use tower::ServiceExt;
 
 const AS_OF: &str = "2025-11-20T12:00:00Z";
 
@@ -58,21 +57,7 @@ impl Instance {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
-        let mut req = Request::builder().method(method).uri(path);
-        if !secret.is_empty() {
-            req = req.header("authorization", format!("Bearer {secret}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let resp = tally_testkit::send(&self.router, secret, method, path, headers, body).await;
         let status = resp.status();
         let cache = resp
             .headers()

@@ -11,8 +11,8 @@
 //! 2025-02-03; c3 team from 2025-03-15, cancelled 2025-09-10; c4 basic from 2025-06-01,
 //! quantity 2 from 2025-08-01.
 
-use axum::body::{Body, Bytes};
-use axum::http::{Method, Request, StatusCode};
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -23,7 +23,6 @@ use tally_core::time::parse_instant;
 use tally_server::{AppState, Clock, ServerConfig};
 use tally_store::{Role, Store};
 use tally_testkit::{add_key, both_stores, TestStore};
-use tower::ServiceExt;
 
 const NOW: &str = "2025-11-20T12:00:00Z";
 
@@ -75,21 +74,8 @@ impl Instance {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (StatusCode, Bytes) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {}", self.secret));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let resp =
+            tally_testkit::send(&self.router, &self.secret, method, path, headers, body).await;
         let status = resp.status();
         (status, resp.into_body().collect().await.unwrap().to_bytes())
     }

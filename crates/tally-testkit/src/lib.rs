@@ -116,6 +116,34 @@ impl Drop for TestStore {
     }
 }
 
+/// Sends one request to `router` without a socket: `secret` as the bearer key (none when
+/// empty), the given headers, and `body` as JSON. The whole response is returned, for tests
+/// that compare bytes or read response headers.
+pub async fn send(
+    router: &Router,
+    secret: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> axum::response::Response {
+    let mut req = Request::builder().method(method).uri(path);
+    if !secret.is_empty() {
+        req = req.header("authorization", format!("Bearer {secret}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .expect("request");
+    router.clone().oneshot(req).await.expect("infallible")
+}
+
 /// The app over a test store, with an admin key, called without a socket.
 pub struct TestApp {
     pub router: Router,
