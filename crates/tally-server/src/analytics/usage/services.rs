@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::Json;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tally_core::event::EventKind;
 use tally_core::model::CostCategory;
 use tally_core::time::{same_point_previous_month, Micros, Month};
@@ -27,15 +27,25 @@ pub(crate) fn month_to_date(as_of: Micros) -> Span {
     Span::through(Month::of(as_of).start(), as_of)
 }
 
-/// Per service with usage events in `span`: (events, distinct customers). Events come
-/// from the service totals, customers from the store's activity index: both stay small
-/// whatever the number of customers, unlike a (service, customer) grouping.
-async fn calls_and_users(s: &AppState, span: Span) -> ApiResult<HashMap<String, (i64, i64)>> {
-    Ok(users_by_service(s, span)
+/// Usage events per service with any in `span`: one row per service from the day
+/// rollup, whatever the number of customers.
+async fn calls_by_service(s: &AppState, span: Span) -> ApiResult<HashMap<String, i64>> {
+    let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Service]);
+    Ok(rows(s, &q)
         .await?
         .into_iter()
-        .map(|(service, (events, users))| (service, (events, users.len() as i64)))
+        .filter_map(|r| Some((r.service?, r.events)))
         .collect())
+}
+
+/// The distinct (service, customer) pairs with usage events in `span`, from the store's
+/// activity index. This is the costly part of the service figures: one row per active
+/// customer and service, so each endpoint asks for it once, and only for the span whose
+/// customers it reports.
+async fn active_pairs(s: &AppState, span: Span) -> ApiResult<Vec<(Option<String>, String)>> {
+    Ok(s.store
+        .active_customers(EventKind::Usage, span, true)
+        .await?)
 }
 
 /// Per service with usage events in `span`: its events and the set of customers among
@@ -43,23 +53,29 @@ async fn calls_and_users(s: &AppState, span: Span) -> ApiResult<HashMap<String, 
 async fn users_by_service(
     s: &AppState,
     span: Span,
+    pairs: Vec<(Option<String>, String)>,
 ) -> ApiResult<HashMap<String, (i64, BTreeSet<String>)>> {
-    let q = UsageQuery::new(EventKind::Usage, span).group(&[UsageDim::Service]);
-    let mut out: HashMap<String, (i64, BTreeSet<String>)> = rows(s, &q)
+    let mut out: HashMap<String, (i64, BTreeSet<String>)> = calls_by_service(s, span)
         .await?
         .into_iter()
-        .filter_map(|r| Some((r.service?, (r.events, BTreeSet::new()))))
+        .map(|(service, events)| (service, (events, BTreeSet::new())))
         .collect();
-    for (service, customer) in s
-        .store
-        .active_customers(EventKind::Usage, span, true)
-        .await?
-    {
+    for (service, customer) in pairs {
         if let Some(service) = service {
             out.entry(service).or_default().1.insert(customer);
         }
     }
     Ok(out)
+}
+
+/// Per service with usage events in `span`: (events, distinct customers).
+async fn calls_and_users(s: &AppState, span: Span) -> ApiResult<HashMap<String, (i64, i64)>> {
+    let pairs = active_pairs(s, span).await?;
+    Ok(users_by_service(s, span, pairs)
+        .await?
+        .into_iter()
+        .map(|(service, (events, users))| (service, (events, users.len() as i64)))
+        .collect())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -99,24 +115,25 @@ pub async fn popularity(
     let mtd = month_to_date(as_of);
     let prev = Month::of(as_of).prev();
     let now = calls_and_users(&s, mtd).await?;
-    let to_date = calls_and_users(
+    // The previous month's figures are calls only: its users are not reported.
+    let to_date = calls_by_service(
         &s,
         Span::through(prev.start(), same_point_previous_month(as_of)),
     )
     .await?;
-    let full = calls_and_users(&s, Span::new(prev.start(), prev.end())).await?;
+    let full = calls_by_service(&s, Span::new(prev.start(), prev.end())).await?;
 
     let names: BTreeSet<String> = now.keys().chain(full.keys()).cloned().collect();
     let mut services: Vec<ServicePopularity> = names
         .into_iter()
         .map(|name| {
             let (calls, users) = now.get(&name).copied().unwrap_or_default();
-            let before = to_date.get(&name).map_or(0, |v| v.0);
+            let before = to_date.get(&name).copied().unwrap_or(0);
             ServicePopularity {
                 active_users: users,
                 api_calls_this_month: calls,
                 api_calls_last_month_to_date: before,
-                api_calls_last_month: full.get(&name).map_or(0, |v| v.0),
+                api_calls_last_month: full.get(&name).copied().unwrap_or(0),
                 growth: r2_opt(percent(calls - before, before)),
                 rank: 0,
                 service: name,
@@ -187,14 +204,25 @@ pub async fn cost_per_user(
     let total_minor: i64 = by_service.values().sum();
     let total = currency.from_minor(total_minor);
     let mtd = month_to_date(as_of);
-    let active = super::figures::active_customers(&s, mtd).await?;
-    let users = calls_and_users(&s, mtd).await?;
+    // One read of the active pairs answers both the total and the per-service users:
+    // the customers of all pairs are exactly those with any usage event.
+    let pairs = active_pairs(&s, mtd).await?;
+    let active = pairs
+        .iter()
+        .map(|(_, customer)| customer.as_str())
+        .collect::<HashSet<&str>>()
+        .len() as i64;
+    let users: HashMap<String, i64> = users_by_service(&s, mtd, pairs)
+        .await?
+        .into_iter()
+        .map(|(service, (_, users))| (service, users.len() as i64))
+        .collect();
 
     let mut cost_breakdown: Vec<ServiceCost> = by_service
         .into_iter()
         .map(|(service, minor)| {
             let cost = currency.from_minor(minor);
-            let svc_users = users.get(&service).map_or(0, |v| v.1);
+            let svc_users = users.get(&service).copied().unwrap_or(0);
             ServiceCost {
                 percentage: r2_opt(percent(minor, total_minor)),
                 active_users: svc_users,
@@ -263,10 +291,10 @@ pub async fn adoption(
         *per_tier.entry(tier.clone()).or_default() += 1;
     }
     let mtd = month_to_date(as_of);
-    let users = users_by_service(&s, mtd).await?;
+    let users = users_by_service(&s, mtd, active_pairs(&s, mtd).await?).await?;
     // Services used last month are listed too, so one nobody uses any more shows 0 %.
     let prev = Month::of(as_of).prev();
-    let earlier = users_by_service(&s, Span::new(prev.start(), mtd.start)).await?;
+    let earlier = calls_by_service(&s, Span::new(prev.start(), mtd.start)).await?;
     let names: BTreeSet<String> = users.keys().chain(earlier.keys()).cloned().collect();
     let empty = BTreeSet::new();
     let services = names
