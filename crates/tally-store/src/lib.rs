@@ -111,6 +111,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_spend(&self, spend: &[MarketingSpend]) -> StoreResult<Vec<WriteOutcome>>;
     /// Upsert.
     async fn put_service(&self, service: &Service) -> StoreResult<WriteOutcome>;
+    /// Several entity writes in one transaction, in order, each with the meaning and the
+    /// outcome of its own call above: one commit (one fsync) for all, where a bulk load
+    /// of single calls pays one per entity. All or nothing: the first error rolls every
+    /// write of the call back and is returned; a caller that needs each record's own
+    /// error writes them one by one then.
+    async fn write_entities(&self, writes: &[EntityWrite<'_>]) -> StoreResult<Vec<WriteOutcome>>;
 
     /// Stores the events whose ids are new, in one transaction, and registers services
     /// first seen here. Returns, per input event, `true` if it was stored now and `false`

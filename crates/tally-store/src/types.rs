@@ -166,6 +166,39 @@ impl UsageQuery {
     }
 }
 
+/// One write of [`Store::write_entities`](crate::Store::write_entities): the arguments
+/// of the single call of the same name.
+#[derive(Debug, Clone, Copy)]
+pub enum EntityWrite<'a> {
+    Plan(&'a Plan),
+    Customer(&'a Customer),
+    Subscription(&'a Subscription),
+    Change(&'a SubscriptionChange),
+    Cancel {
+        subscription_id: &'a str,
+        effective_at: Micros,
+    },
+    Invoice(&'a Invoice),
+    Service(&'a Service),
+}
+
+/// Names the write for messages: its kind and id, never the rest of the record.
+impl std::fmt::Display for EntityWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntityWrite::Plan(p) => write!(f, "plan {}", p.id),
+            EntityWrite::Customer(c) => write!(f, "customer {}", c.id),
+            EntityWrite::Subscription(s) => write!(f, "subscription {}", s.id),
+            EntityWrite::Change(c) => write!(f, "a change of subscription {}", c.subscription_id),
+            EntityWrite::Cancel {
+                subscription_id, ..
+            } => write!(f, "the cancellation of subscription {subscription_id}"),
+            EntityWrite::Invoice(i) => write!(f, "invoice {}", i.id),
+            EntityWrite::Service(s) => write!(f, "service {}", s.name),
+        }
+    }
+}
+
 /// One group of events. Dimension fields not grouped by are `None`; an ungrouped query
 /// returns exactly one row (with zero counts when nothing matched).
 #[derive(Debug, Clone, Default, PartialEq)]

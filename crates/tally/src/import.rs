@@ -13,8 +13,10 @@ use std::str::FromStr;
 use tally_core::error::from_value;
 use tally_core::event::{Event, EventInput};
 use tally_core::input::*;
+use tally_core::model::*;
+use tally_core::time::Micros;
 use tally_core::FieldError;
-use tally_store::Store;
+use tally_store::{EntityWrite, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -133,78 +135,179 @@ fn invalid(e: tally_core::InputError) -> String {
     e.to_string()
 }
 
-/// Validates and stores one non-event record.
-async fn store_entity(
-    store: &dyn Store,
-    cfg: &Resolved,
-    kind: Kind,
-    mut v: Value,
-) -> Result<(), String> {
+/// One valid non-event record, ready to store.
+enum Record {
+    Plan(Plan),
+    Customer(Customer),
+    /// With its cancellation, when the record has `canceled_at`.
+    Subscription(Subscription, Option<Micros>),
+    Invoice(Invoice),
+    Cost(CostRecord),
+    Spend(MarketingSpend),
+    Service(Service),
+}
+
+/// Validates one non-event record.
+fn validate_entity(cfg: &Resolved, kind: Kind, mut v: Value) -> Result<Record, String> {
     let fe = |e: FieldError| e.to_string();
-    let se = |e: tally_store::StoreError| e.to_string();
-    match kind {
+    Ok(match kind {
         Kind::Plans => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let p = from_value::<PlanInput>(v)
-                .map_err(invalid)?
-                .validate(&id, &cfg.money)
-                .map_err(fe)?;
-            store.put_plan(&p).await.map_err(se)?;
+            Record::Plan(
+                from_value::<PlanInput>(v)
+                    .map_err(invalid)?
+                    .validate(&id, &cfg.money)
+                    .map_err(fe)?,
+            )
         }
         Kind::Customers => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let c = from_value::<CustomerInput>(v)
-                .map_err(invalid)?
-                .validate(&id)
-                .map_err(fe)?;
-            store.put_customer(&c).await.map_err(se)?;
+            Record::Customer(
+                from_value::<CustomerInput>(v)
+                    .map_err(invalid)?
+                    .validate(&id)
+                    .map_err(fe)?,
+            )
         }
         Kind::Subscriptions => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let canceled_at = v.as_object_mut().and_then(|o| o.remove("canceled_at"));
+            let canceled_at = match v.as_object_mut().and_then(|o| o.remove("canceled_at")) {
+                Some(Value::String(at)) => {
+                    Some(tally_core::time::parse_instant("canceled_at", &at).map_err(fe)?)
+                }
+                _ => None,
+            };
             let s = from_value::<SubscriptionInput>(v)
                 .map_err(invalid)?
                 .validate(&id)
                 .map_err(fe)?;
-            store.put_subscription(&s).await.map_err(se)?;
-            if let Some(Value::String(at)) = canceled_at {
-                let at = tally_core::time::parse_instant("canceled_at", &at).map_err(fe)?;
-                store.cancel_subscription(&id, at).await.map_err(se)?;
-            }
+            Record::Subscription(s, canceled_at)
         }
         Kind::Invoices => {
             let id = take_id(&mut v, "id").map_err(fe)?;
-            let i = from_value::<InvoiceInput>(v)
-                .map_err(invalid)?
-                .validate(&id, &cfg.money)
-                .map_err(fe)?;
-            store.put_invoice(&i).await.map_err(se)?;
+            Record::Invoice(
+                from_value::<InvoiceInput>(v)
+                    .map_err(invalid)?
+                    .validate(&id, &cfg.money)
+                    .map_err(fe)?,
+            )
         }
-        Kind::Costs => {
-            let c = from_value::<CostInput>(v)
-                .map_err(invalid)?
-                .validate(&cfg.money)
-                .map_err(fe)?;
-            store.put_costs(&[c]).await.map_err(se)?;
-        }
-        Kind::Spend => {
-            let s = from_value::<SpendInput>(v)
+        Kind::Costs => Record::Cost(
+            from_value::<CostInput>(v)
                 .map_err(invalid)?
                 .validate(&cfg.money)
-                .map_err(fe)?;
-            store.put_spend(&[s]).await.map_err(se)?;
-        }
+                .map_err(fe)?,
+        ),
+        Kind::Spend => Record::Spend(
+            from_value::<SpendInput>(v)
+                .map_err(invalid)?
+                .validate(&cfg.money)
+                .map_err(fe)?,
+        ),
         Kind::Services => {
             let name = take_id(&mut v, "name").map_err(fe)?;
-            let s = from_value::<ServiceInput>(v)
-                .map_err(invalid)?
-                .validate(&name)
-                .map_err(fe)?;
-            store.put_service(&s).await.map_err(se)?;
+            Record::Service(
+                from_value::<ServiceInput>(v)
+                    .map_err(invalid)?
+                    .validate(&name)
+                    .map_err(fe)?,
+            )
         }
         Kind::Events => unreachable!("events are stored in batches"),
+    })
+}
+
+impl Record {
+    /// The store writes of the record, in order.
+    fn writes(&self) -> Vec<EntityWrite<'_>> {
+        match self {
+            Record::Plan(p) => vec![EntityWrite::Plan(p)],
+            Record::Customer(c) => vec![EntityWrite::Customer(c)],
+            Record::Subscription(s, canceled_at) => {
+                let mut w = vec![EntityWrite::Subscription(s)];
+                w.extend(canceled_at.map(|effective_at| EntityWrite::Cancel {
+                    subscription_id: &s.id,
+                    effective_at,
+                }));
+                w
+            }
+            Record::Invoice(i) => vec![EntityWrite::Invoice(i)],
+            Record::Service(s) => vec![EntityWrite::Service(s)],
+            // Costs and spend have batch calls of their own.
+            Record::Cost(_) | Record::Spend(_) => vec![],
+        }
     }
-    Ok(())
+}
+
+/// Entity records per transaction (see [`store_records`]).
+const ENTITY_BATCH: usize = 1000;
+
+/// Stores valid records in one transaction; when that fails, one by one, so that each
+/// record that the store refuses is reported on its own line and the others are kept,
+/// exactly as if every record had been written alone.
+async fn store_records(
+    store: &dyn Store,
+    batch: &mut Vec<(u64, Record)>,
+    report: &mut ImportReport,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let (costs, spend): (Vec<CostRecord>, Vec<MarketingSpend>) = batch.iter().fold(
+        (Vec::new(), Vec::new()),
+        |(mut costs, mut spend), (_, r)| {
+            match r {
+                Record::Cost(c) => costs.push(c.clone()),
+                Record::Spend(s) => spend.push(s.clone()),
+                _ => {}
+            }
+            (costs, spend)
+        },
+    );
+    let writes: Vec<EntityWrite> = batch.iter().flat_map(|(_, r)| r.writes()).collect();
+    let together = async {
+        if !writes.is_empty() {
+            store.write_entities(&writes).await?;
+        }
+        if !costs.is_empty() {
+            store.put_costs(&costs).await?;
+        }
+        if !spend.is_empty() {
+            store.put_spend(&spend).await?;
+        }
+        Ok::<(), tally_store::StoreError>(())
+    };
+    // One file holds one kind, so a batch is one of the three calls: all or nothing.
+    if together.await.is_ok() {
+        report.stored += batch.len() as u64;
+    } else {
+        for (line, r) in batch.iter() {
+            match store_one(store, r).await {
+                Ok(()) => report.stored += 1,
+                Err(e) => report.rejected.push((*line, e.to_string())),
+            }
+        }
+    }
+    batch.clear();
+}
+
+/// Stores one record through the single calls.
+async fn store_one(store: &dyn Store, r: &Record) -> Result<(), tally_store::StoreError> {
+    match r {
+        Record::Plan(p) => store.put_plan(p).await.map(drop),
+        Record::Customer(c) => store.put_customer(c).await.map(drop),
+        Record::Subscription(s, canceled_at) => {
+            store.put_subscription(s).await?;
+            if let Some(at) = canceled_at {
+                store.cancel_subscription(&s.id, *at).await?;
+            }
+            Ok(())
+        }
+        Record::Invoice(i) => store.put_invoice(i).await.map(drop),
+        Record::Cost(c) => store.put_costs(std::slice::from_ref(c)).await.map(drop),
+        Record::Spend(s) => store.put_spend(std::slice::from_ref(s)).await.map(drop),
+        Record::Service(s) => store.put_service(s).await.map(drop),
+    }
 }
 
 /// Totals of one import.
@@ -238,6 +341,7 @@ pub async fn import(
     let bar = bar_for(items.len() as u64, "storing");
     let mut report = ImportReport::default();
     let mut batch: Vec<Event> = Vec::with_capacity(EVENT_BATCH);
+    let mut records: Vec<(u64, Record)> = Vec::new();
     for (line, item) in items {
         bar.inc(1);
         let value = match item {
@@ -259,13 +363,19 @@ pub async fn import(
                 flush(store, &mut batch, &mut report).await?;
             }
         } else {
-            match store_entity(store, cfg, kind, value).await {
-                Ok(()) => report.stored += 1,
+            match validate_entity(cfg, kind, value) {
+                Ok(r) => records.push((line, r)),
                 Err(e) => report.rejected.push((line, e)),
+            }
+            if records.len() >= ENTITY_BATCH {
+                store_records(store, &mut records, &mut report).await;
             }
         }
     }
     flush(store, &mut batch, &mut report).await?;
+    store_records(store, &mut records, &mut report).await;
+    // Refusals of the store come when a batch is written, after later lines' validation.
+    report.rejected.sort_by_key(|(line, _)| *line);
     bar.finish_and_clear();
     Ok(report)
 }

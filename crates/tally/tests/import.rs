@@ -78,4 +78,70 @@ async fn csv_and_ndjson_imports(store: TestStore) {
     assert_eq!(s.counts().await.unwrap(), counts);
 }
 
-both_stores!(csv_and_ndjson_imports);
+/// Entity records are written a batch per transaction. A record the store refuses (here a
+/// subscription of a customer that does not exist) fails its batch, which is then written
+/// one record at a time: only that record is lost, and every refusal keeps its own line,
+/// in line order with the records that failed validation.
+async fn a_refused_record_costs_only_itself(store: TestStore) {
+    let cfg = resolve(&GlobalArgs::default(), &ServeArgs::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store.store.as_ref();
+    let bar = ProgressBar::hidden();
+    let setup = [
+        (
+            Kind::Plans,
+            "plans.csv",
+            "id,name,tier,interval,amount,currency\nbasic,Basic,basic,month,10.00,USD\n",
+        ),
+        (
+            Kind::Customers,
+            "customers.csv",
+            "id,created_at\ncus_1,2025-01-01T00:00:00Z\n",
+        ),
+    ];
+    for (kind, name, text) in setup {
+        let r = import(s, &cfg, kind, &write(dir.path(), name, text), None, &bar)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.stored, r.rejected.len()),
+            (1, 0),
+            "{name}: {:?}",
+            r.rejected
+        );
+    }
+    let subs = write(
+        dir.path(),
+        "subscriptions.csv",
+        "id,customer_id,plan_id,started_at,canceled_at\n\
+         sub_1,cus_1,basic,2025-02-01T00:00:00Z,\n\
+         sub_2,cus_nobody,basic,2025-02-01T00:00:00Z,\n\
+         sub_3,cus_1,basic,not-a-time,\n\
+         sub_4,cus_1,basic,2025-03-01T00:00:00Z,2025-06-01T00:00:00Z\n",
+    );
+    let r = import(s, &cfg, Kind::Subscriptions, &subs, None, &bar)
+        .await
+        .unwrap();
+    assert_eq!(r.stored, 2);
+    let lines: Vec<u64> = r.rejected.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [3, 4], "{:?}", r.rejected);
+    assert!(r.rejected[0].1.contains("cus_nobody"), "{:?}", r.rejected);
+    assert!(r.rejected[1].1.contains("started_at"), "{:?}", r.rejected);
+    assert_eq!(s.counts().await.unwrap().subscriptions, 2);
+    let canceled = |id: &'static str| async move {
+        s.get_subscription(id)
+            .await
+            .unwrap()
+            .map(|r| r.subscription.canceled_at)
+    };
+    assert_eq!(canceled("sub_1").await, Some(None));
+    assert_eq!(
+        canceled("sub_4").await,
+        Some(Some(
+            tally_core::time::parse_instant("t", "2025-06-01T00:00:00Z").unwrap()
+        ))
+    );
+    assert_eq!(canceled("sub_2").await, None);
+}
+
+both_stores!(csv_and_ndjson_imports, a_refused_record_costs_only_itself);

@@ -143,6 +143,32 @@ impl<B: Backend> Store for SqlStore<B> {
         )
     }
 
+    async fn write_entities(&self, writes: &[EntityWrite<'_>]) -> StoreResult<Vec<WriteOutcome>> {
+        let mut tx = self.backend.write().await?;
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            let conn = &mut *tx;
+            out.push(match *w {
+                EntityWrite::Plan(p) => entities::put_plan(conn, p).await?,
+                EntityWrite::Customer(c) => entities::put_customer(conn, c).await?,
+                EntityWrite::Subscription(s) => entities::put_subscription(conn, s).await?,
+                EntityWrite::Change(c) => entities::put_change(conn, c).await?,
+                EntityWrite::Cancel {
+                    subscription_id,
+                    effective_at,
+                } => entities::cancel_subscription(conn, subscription_id, effective_at).await?,
+                EntityWrite::Invoice(i) => entities::put_invoice(conn, i).await?,
+                EntityWrite::Service(s) => entities::put_service(conn, s).await?,
+            });
+        }
+        // Every entity write is covered by the entities counter (see the single calls).
+        if out.changed() {
+            version::bump(&mut *tx, Counter::Entities).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<bool>> {
         let firsts = first_occurrences(events);
         if firsts.is_empty() {
