@@ -1,6 +1,8 @@
 //! `tally import <kind> <file>`: CSV or NDJSON records through the same validation and
 //! store code as the HTTP API, with a progress bar. Invalid records are reported by line
-//! and skipped; valid ones are stored.
+//! and skipped; valid ones are stored, entity records a thousand per transaction (a batch
+//! the store refuses is written again one record at a time, so only the refused records
+//! are lost, each reported on its line).
 
 use crate::config::Resolved;
 use anyhow::{Context, Result};
