@@ -4,10 +4,18 @@
 //!
 //! A span `[start, end)` splits into whole UTC days `[d0, d1)` and at most two partial
 //! days. The whole days are summed from a rollup, the edges from `events` (by
-//! `(kind, time)` or `(customer_id, time)`), all in one statement (`UNION ALL`), and the
-//! rows of the parts are added up by their dimensions. Every aggregate is a sum or a count,
-//! so the result equals a scan of `events` over the span (latency sums are floats added
-//! in another order, which can differ in the last bits).
+//! `(kind, time)`), all in one statement (`UNION ALL`), and the rows of the parts are
+//! added up by their dimensions. Every aggregate is a sum or a count, so the result equals
+//! a scan of `events` over the span (latency sums are floats added in another order,
+//! which can differ in the last bits).
+//!
+//! One customer's figures (tier attribution's pieces, `UsageQuery::customer`) are looked
+//! up by day, then customer: whole days through `usage_daily_customer`'s primary key
+//! `(kind, day, customer_id, ...)`, partial days through `events_day_customer`
+//! (`time / 86400000000, customer_id, time`, migration 0007), with the day always an
+//! equality (or a short `IN` list). No index is led by the customer: such an index takes a
+//! random B-tree page per ingested event, while these take their inserts in the current
+//! day's pages since events arrive roughly in time order.
 
 use super::analytics::{usage_row, AGGREGATES};
 use crate::db::{Arg, Conn};
@@ -173,6 +181,56 @@ pub(crate) fn split(span: Span) -> (Option<(i64, i64)>, Vec<Span>) {
     (Some((d0, d1)), edges)
 }
 
+/// The day of an instant as the SQL expression `time / 86400000000` computes it (the
+/// rollups' `day`, the lead of the index `events_day_customer`): integer division, which
+/// truncates toward zero in SQLite, PostgreSQL and Rust alike. For times before 1970 this
+/// is not the calendar day (`div_euclid`); what matters is that the lookups use the same
+/// value as the index.
+fn sql_day(t: i64) -> i64 {
+    t / MICROS_PER_DAY
+}
+
+/// `span` cut where `sql_day` changes, so that each part lies in one SQL day and can be
+/// looked up by `time / 86400000000 = <day> AND customer_id = ? AND time in part`. An edge
+/// from `split` is at most one day long or crosses one midnight, so it gives one or two
+/// parts.
+fn sql_day_parts(span: Span) -> Vec<Span> {
+    let mut parts = Vec::new();
+    let mut start = span.start;
+    while start < span.end {
+        let d = sql_day(start);
+        // The first instant after `start` whose SQL day is not `d`: days after 0 begin at
+        // a multiple of a day, day 0 spans (-1 day, 1 day) and earlier days end at one.
+        let next = if d > 0 || (d == 0 && start >= 0) {
+            (d + 1).saturating_mul(MICROS_PER_DAY)
+        } else if d == 0 {
+            MICROS_PER_DAY
+        } else {
+            d * MICROS_PER_DAY + 1
+        };
+        let end = next.min(span.end);
+        parts.push(Span::new(start, end));
+        start = end;
+    }
+    parts
+}
+
+/// The SQL days `[lo, hi]` that the instants of `span` fall on, when there are at most
+/// this many: a usage query for one customer then looks them up in the day-led indexes
+/// with an `IN` list; a longer span reads the `(kind, ...)` indexes and filters.
+const MAX_IN_DAYS: i64 = 366;
+
+fn sql_days_in(span: Span, p: &mut Params) -> Option<String> {
+    if span.start >= span.end {
+        return None;
+    }
+    let (lo, hi) = (sql_day(span.start), sql_day(span.end - 1));
+    (hi - lo < MAX_IN_DAYS).then(|| {
+        let days: Vec<String> = (lo..=hi).map(|d| p.push(d)).collect();
+        days.join(", ")
+    })
+}
+
 /// One SELECT over raw events in `span`.
 fn raw_part(q: &UsageQuery, span: Span, p: &mut Params) -> String {
     let mut filter = format!(
@@ -186,6 +244,10 @@ fn raw_part(q: &UsageQuery, span: Span, p: &mut Params) -> String {
     }
     if let Some(customer) = &q.customer {
         filter += &format!(" AND customer_id = {}", p.push(customer));
+        // One customer's events: through `events_day_customer`, one seek per day.
+        if let Some(days) = sql_days_in(span, p) {
+            filter += &format!(" AND time / 86400000000 IN ({days})");
+        }
     }
     if q.llm_only {
         filter += " AND model IS NOT NULL";
@@ -195,12 +257,17 @@ fn raw_part(q: &UsageQuery, span: Span, p: &mut Params) -> String {
 
 /// One SELECT over the days `[d0, d1)` of a rollup.
 fn rollup_part(q: &UsageQuery, rollup: Rollup, (d0, d1): (i64, i64), p: &mut Params) -> String {
-    let mut filter = format!(
-        "kind = {} AND day >= {} AND day < {}",
-        p.push(q.kind.as_str()),
-        p.push(d0),
-        p.push(d1)
-    );
+    let kind = p.push(q.kind.as_str());
+    // One customer's days: a seek of the primary key (kind, day, customer_id, ...) per
+    // day, rather than every customer's rows of the days.
+    let days = match &q.customer {
+        Some(_) if d1 - d0 <= MAX_IN_DAYS => {
+            let days: Vec<String> = (d0..d1).map(|d| p.push(d)).collect();
+            format!("day IN ({})", days.join(", "))
+        }
+        _ => format!("day >= {} AND day < {}", p.push(d0), p.push(d1)),
+    };
+    let mut filter = format!("kind = {kind} AND {days}");
     if let Some(service) = &q.service {
         filter += &format!(" AND service = {}", p.push(service));
     }
@@ -345,21 +412,39 @@ pub(crate) async fn usage(conn: &mut dyn Conn, q: &UsageQuery) -> StoreResult<Ve
     Ok(merge(q, rows))
 }
 
-/// Pieces per statement: 4 parameters each, well inside both databases' limits.
+/// Pieces per chunk: one statement for their whole days and one for their edges.
 const PIECES_PER_STATEMENT: usize = 2000;
 
-/// How a statement makes the database look up each piece through an index rather than
-/// scan the big table once and hash-join the pieces against it.
+/// Rows of one statement's `VALUES` list, 4 parameters each (16,002 parameters with the
+/// kind and the service), inside SQLite's 32,766 and PostgreSQL's 65,535. A chunk has one
+/// whole-days row per piece and at most two edge rows (an edge that crosses midnight is
+/// two), so a chunk is two statements; only pieces before 1970, whose edges can cross two
+/// SQL day boundaries, could need a third.
+const ROWS_PER_STATEMENT: usize = 4000;
+
+/// How a statement makes the database look each piece up through an index, rather than
+/// scan the big table once and hash-join the pieces against it, or read every customer's
+/// rows of the piece's days.
+///
+/// Both indexes read are led by the day (migration 0007), so that ingestion, which
+/// arrives in time order, writes into the current day's index pages only, not a random
+/// page of a customer-led index per event. Whole days are seeks of
+/// `usage_daily_customer`'s primary key `(kind, day, customer_id, ...)`, one per (piece,
+/// day); partial days are seeks of `events_day_customer` (`time / 86400000000`,
+/// `customer_id`, `time`), one per edge, with each edge cut where that day changes
+/// ([`sql_day_parts`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PieceLookup {
-    /// `pieces CROSS JOIN table`: SQLite keeps the join order `CROSS JOIN` states, so it
-    /// loops over the pieces. The kind is compared as `kind || ''` so that SQLite leaves
-    /// the primary key / `(kind, time)` alone (which would read every customer's rows of
-    /// the span for each piece) and takes the `(customer_id, ...)` index.
+    /// `rows CROSS JOIN table`: SQLite keeps the join order `CROSS JOIN` states, so it
+    /// loops over the rows and seeks the table for each. Whole days: a recursive CTE turns
+    /// each piece `[d0, d1)` into its days. Edges: the kind is compared as `kind || ''` so
+    /// that SQLite leaves `(kind, time)` alone (which would read every customer's events
+    /// of the edge for each piece) and takes `events_day_customer`.
     CrossJoin,
     /// `pieces CROSS JOIN LATERAL (aggregate over table)`: PostgreSQL plans a plain join
     /// of ~1,000 pieces as a parallel sequential scan of `events` and a hash join (400 ms
-    /// on the demo); the lateral subquery is one index range scan per piece (18 ms).
+    /// on the demo); the lateral subquery is index lookups of that piece alone (18 ms),
+    /// its whole days as `day = ANY (ARRAY(SELECT generate_series(d0, d1 - 1)))`.
     Lateral,
 }
 
@@ -374,16 +459,22 @@ impl PieceLookup {
     }
 }
 
-/// One statement over a chunk of pieces: `rows` are `(i, customer, from, to)`, matched
-/// against `table`'s `customer_id` and `range` column (`[from, to)`), totals per `i`.
+/// What one statement of `usage_pieces` reads.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Rows `(i, customer, d0, d1)`: the whole days `[d0, d1)`, from `usage_daily_customer`.
+    Days,
+    /// Rows `(i, customer, from, to)`, `[from, to)` inside one SQL day, from `events`.
+    Edges,
+}
+
+/// One statement over `rows` of pieces: the totals of each piece `i` (several rows may
+/// share an `i`; their totals add up).
 fn pieces_sql(
     lookup: PieceLookup,
     q: &UsageQuery,
     rows: &[(usize, &String, i64, i64)],
-    table: &str,
-    range: &str,
-    llm_filter: &str,
-    aggregates: &str,
+    part: Part,
 ) -> (String, Vec<Arg>) {
     let mut p = Params::default();
     let values: Vec<String> = rows
@@ -398,29 +489,51 @@ fn pieces_sql(
             )
         })
         .collect();
-    let kind = match lookup {
-        PieceLookup::CrossJoin => "t.kind || ''",
-        PieceLookup::Lateral => "t.kind",
+    let with = format!("w(i, c, lo, hi) AS (VALUES {})", values.join(", "));
+    let (table, llm_filter, aggregates) = match part {
+        Part::Days => ("usage_daily_customer", "t.llm = 1", rollup_aggregates("t.")),
+        // Unqualified: no column of `events` is named like one of `w`'s.
+        Part::Edges => ("events", "t.model IS NOT NULL", AGGREGATES.to_string()),
     };
-    let mut filter = format!(
-        "t.customer_id = w.c AND t.{range} >= w.lo AND t.{range} < w.hi AND {kind} = {}",
-        p.push(q.kind.as_str())
-    );
+    let kind = match (lookup, part) {
+        (PieceLookup::CrossJoin, Part::Edges) => "t.kind || ''",
+        _ => "t.kind",
+    };
+    let mut rest = format!("{kind} = {}", p.push(q.kind.as_str()));
     if let Some(service) = &q.service {
-        filter += &format!(" AND t.service = {}", p.push(service));
+        rest += &format!(" AND t.service = {}", p.push(service));
     }
     if q.llm_only {
-        filter += &format!(" AND {llm_filter}");
+        rest += &format!(" AND {llm_filter}");
     }
-    let with = format!("WITH w(i, c, lo, hi) AS (VALUES {})", values.join(", "));
-    let sql = match lookup {
-        PieceLookup::CrossJoin => format!(
-            "{with} SELECT w.i, {aggregates} FROM w CROSS JOIN {table} t WHERE {filter} \
-             GROUP BY w.i"
+    // Same day expression as the index (and the rollups), so that the lookup is a seek.
+    let edge = format!(
+        "t.time / 86400000000 = w.lo / 86400000000 AND t.customer_id = w.c \
+         AND t.time >= w.lo AND t.time < w.hi AND {rest}"
+    );
+    let sql = match (lookup, part) {
+        (PieceLookup::CrossJoin, Part::Days) => format!(
+            "WITH RECURSIVE {with}, wd(i, c, d, hi) AS (SELECT i, c, lo, hi FROM w \
+             UNION ALL SELECT i, c, d + 1, hi FROM wd WHERE d + 1 < hi) \
+             SELECT wd.i, {aggregates} FROM wd CROSS JOIN {table} t \
+             WHERE t.day = wd.d AND t.customer_id = wd.c AND {rest} GROUP BY wd.i"
         ),
-        PieceLookup::Lateral => format!(
-            "{with} SELECT w.i, x.* FROM w CROSS JOIN LATERAL \
-             (SELECT {aggregates} FROM {table} t WHERE {filter}) x"
+        (PieceLookup::CrossJoin, Part::Edges) => format!(
+            "WITH {with} SELECT w.i, {aggregates} FROM w CROSS JOIN {table} t \
+             WHERE {edge} GROUP BY w.i"
+        ),
+        // `day = ANY (array)`: the index scan descends once per day of the array. Joining
+        // `generate_series` instead, whose row estimate is 1,000 per piece, made the plan
+        // look costly enough for JIT compilation (~175 ms of a 2,000-piece statement).
+        (PieceLookup::Lateral, Part::Days) => format!(
+            "WITH {with} SELECT w.i, x.* FROM w CROSS JOIN LATERAL \
+             (SELECT {aggregates} FROM {table} t \
+             WHERE t.day = ANY (ARRAY(SELECT generate_series(w.lo, w.hi - 1))) \
+             AND t.customer_id = w.c AND {rest}) x"
+        ),
+        (PieceLookup::Lateral, Part::Edges) => format!(
+            "WITH {with} SELECT w.i, x.* FROM w CROSS JOIN LATERAL \
+             (SELECT {aggregates} FROM {table} t WHERE {edge}) x"
         ),
     };
     (sql, p.0)
@@ -428,8 +541,8 @@ fn pieces_sql(
 
 /// Totals of the events `q` selects (ignoring its span, customer and grouping) for each
 /// piece `(customer, span)`, in order: whole days from `usage_daily_customer`, edges from
-/// `events` by `(customer_id, time)`; two statements per 2000 pieces, each looking the
-/// pieces up one by one (see [`PieceLookup`]).
+/// `events`; two statements per 2000 pieces, each looking the pieces up one by one
+/// through indexes led by the day (see [`PieceLookup`]).
 pub(crate) async fn usage_pieces(
     conn: &mut dyn Conn,
     lookup: PieceLookup,
@@ -446,33 +559,17 @@ pub(crate) async fn usage_pieces(
             if let Some((d0, d1)) = days {
                 whole.push((i, customer, d0, d1));
             }
-            edges.extend(parts.into_iter().map(|e| (i, customer, e.start, e.end)));
-        }
-        let statements = [
-            (
-                whole,
-                "usage_daily_customer",
-                "day",
-                "t.llm = 1",
-                rollup_aggregates("t."),
-            ),
-            (
-                edges,
-                "events",
-                "time",
-                "t.model IS NOT NULL",
-                // Unqualified: no column of `events` is named like one of `w`'s.
-                AGGREGATES.to_string(),
-            ),
-        ];
-        for (rows, table, range, llm_filter, aggregates) in statements {
-            if rows.is_empty() {
-                continue;
+            for e in parts.into_iter().flat_map(sql_day_parts) {
+                edges.push((i, customer, e.start, e.end));
             }
-            let (sql, args) = pieces_sql(lookup, q, &rows, table, range, llm_filter, &aggregates);
-            for row in conn.rows(&sql, args).await? {
-                let i = row.int(0)? as usize;
-                add(&mut out[offset + i], &piece_row(&row)?);
+        }
+        for (rows, part) in [(whole, Part::Days), (edges, Part::Edges)] {
+            for rows in rows.chunks(ROWS_PER_STATEMENT) {
+                let (sql, args) = pieces_sql(lookup, q, rows, part);
+                for row in conn.rows(&sql, args).await? {
+                    let i = row.int(0)? as usize;
+                    add(&mut out[offset + i], &piece_row(&row)?);
+                }
             }
         }
     }
@@ -577,6 +674,38 @@ mod tests {
             (None, vec![Span::new(DAY - 1, DAY + 1)])
         );
         assert_eq!(split(Span::new(4, 4)), (None, vec![]));
+    }
+
+    #[test]
+    fn edges_are_cut_where_the_sql_day_changes() {
+        // Within one day, and from a day's start to the next midnight: one part.
+        assert_eq!(sql_day_parts(Span::new(5, 9)), vec![Span::new(5, 9)]);
+        assert_eq!(
+            sql_day_parts(Span::new(3 * DAY, 4 * DAY)),
+            vec![Span::new(3 * DAY, 4 * DAY)]
+        );
+        // Across one midnight: two.
+        assert_eq!(
+            sql_day_parts(Span::new(3 * DAY - 2, 3 * DAY + 7)),
+            vec![
+                Span::new(3 * DAY - 2, 3 * DAY),
+                Span::new(3 * DAY, 3 * DAY + 7)
+            ]
+        );
+        // Before 1970 the SQL day truncates toward zero: day 0 is (-1 day, 1 day) and
+        // day -1 is (-2 days, -1 day].
+        assert_eq!(
+            sql_day_parts(Span::new(-DAY - 3, DAY + 1)),
+            vec![
+                Span::new(-DAY - 3, -DAY + 1),
+                Span::new(-DAY + 1, DAY),
+                Span::new(DAY, DAY + 1)
+            ]
+        );
+        for part in sql_day_parts(Span::new(-5 * DAY + 17, 2 * DAY - 3)) {
+            assert_eq!(sql_day(part.start), sql_day(part.end - 1), "{part:?}");
+        }
+        assert_eq!(sql_day_parts(Span::new(4, 4)), vec![]);
     }
 
     #[test]
