@@ -150,6 +150,7 @@ contract_tests! {
         usage_aggregates,
         usage_filters_and_empty_results,
         usage_equals_a_scan_of_the_events,
+        one_customer_across_midnight,
         active_customers_equal_a_scan_of_the_events,
         invoice_stats_by_paid_and_issued_time,
         latest_gauge,
@@ -1190,6 +1191,100 @@ async fn usage_equals_a_scan_of_the_events(s: &dyn Store) {
         assert_eq!(s.usage_pieces(&q, &pieces).await.unwrap(), expected);
     }
     assert_eq!(s.usage_pieces(&usage_query(), &[]).await.unwrap(), vec![]);
+}
+
+/// One customer's events around midnight: pieces and customer-filtered queries whose
+/// partial days cross midnight, read through the indexes led by the day (migration 0007).
+async fn one_customer_across_midnight(s: &dyn Store) {
+    let t = t0();
+    let at = |id: &str, customer: &str, time: Micros, cost: i64| Event {
+        cost,
+        ..llm(id, customer, "gpt-4o", "openai", time)
+    };
+    s.insert_events(&[
+        at("p1", "c1", t - 3 * HOUR, 1),
+        at("p2", "c1", t - 1, 2),
+        at("p3", "c1", t, 4),
+        at("p4", "c1", t + 2 * HOUR, 8),
+        at("p5", "c2", t - HOUR, 16),
+        at("p6", "c2", t + HOUR, 32),
+        at("p7", "c1", t + DAY + 5 * HOUR, 64),
+        at("p8", "c1", t - DAY - HOUR, 128),
+        Event {
+            cost: 256,
+            ..usage("p9", "llm", t - HOUR)
+        },
+        // c1's, but no model and another service.
+        Event {
+            customer_id: Some("c1".into()),
+            cost: 512,
+            ..usage("p10", "search", t + 3 * HOUR)
+        },
+    ])
+    .await
+    .unwrap();
+    let pieces: Vec<(String, Span)> = [
+        // Shorter than a day across midnight: p2, p3, p4 (p1 before, p10 at the end).
+        ("c1", t - 2 * HOUR, t + 3 * HOUR),
+        // The same span, another customer: p5, p6.
+        ("c2", t - 2 * HOUR, t + 3 * HOUR),
+        // An edge, a whole day, an edge: p1, p2 | p3, p4, p10 | p7.
+        ("c1", t - 3 * HOUR, t + DAY + 6 * HOUR),
+        // Two microseconds around midnight: p2, p3.
+        ("c1", t - 1, t + 1),
+        // Exactly a day long, not aligned: p8, p1.
+        ("c1", t - DAY - 2 * HOUR, t - 2 * HOUR),
+        ("nobody", t - 2 * HOUR, t + 3 * HOUR),
+    ]
+    .iter()
+    .map(|&(c, a, b)| (c.to_owned(), Span::new(a, b)))
+    .collect();
+    let summary = |rows: Vec<UsageRow>| -> Vec<(i64, i64)> {
+        rows.iter().map(|r| (r.events, r.cost)).collect()
+    };
+    let all = usage_query();
+    assert_eq!(
+        summary(s.usage_pieces(&all, &pieces).await.unwrap()),
+        vec![(3, 14), (2, 48), (6, 591), (2, 6), (2, 129), (0, 0)]
+    );
+    // Without p10 (no model, service "search").
+    let llm_only = UsageQuery {
+        llm_only: true,
+        ..usage_query()
+    };
+    let llm_service = UsageQuery {
+        service: Some("llm".into()),
+        ..usage_query()
+    };
+    for q in [llm_only, llm_service] {
+        assert_eq!(
+            summary(s.usage_pieces(&q, &pieces).await.unwrap()),
+            vec![(3, 14), (2, 48), (5, 79), (2, 6), (2, 129), (0, 0)]
+        );
+    }
+
+    // `usage` for one customer: a partial span across midnight, then an edge, a whole day
+    // and an edge by day.
+    let c1 = |a: Micros, b: Micros| UsageQuery {
+        customer: Some("c1".into()),
+        ..UsageQuery::new(EventKind::Usage, Span::new(a, b))
+    };
+    assert_eq!(
+        summary(s.usage(&c1(t - 2 * HOUR, t + 3 * HOUR)).await.unwrap()),
+        vec![(3, 14)]
+    );
+    let by_day = s
+        .usage(&c1(t - 3 * HOUR, t + DAY + 6 * HOUR).group(&[UsageDim::Day]))
+        .await
+        .unwrap();
+    let by_day: Vec<_> = by_day
+        .iter()
+        .map(|r| (r.day.unwrap(), r.events, r.cost))
+        .collect();
+    assert_eq!(
+        by_day,
+        vec![(DAY0 - 1, 2, 3), (DAY0, 3, 524), (DAY0 + 1, 1, 64)]
+    );
 }
 
 /// Events over 80 days (three 32-day activity blocks), in batches with duplicates whose
