@@ -5,21 +5,24 @@ use super::entities::{self, *};
 use crate::db::{args, Conn, Row};
 use crate::*;
 
+/// The aggregates of a usage query over `events`, in the order of `UsageRow`'s counters.
 /// Sums come back as the backend's widest type (NUMERIC on PostgreSQL), so each is cast
 /// back to the column's type; COALESCE makes the sum of nothing 0.
-pub(crate) const AGGREGATES: &str = "COUNT(*), \
-    CAST(COALESCE(SUM(quantity), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(cost), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(CASE WHEN model IS NOT NULL AND cost_source = 'unpriced' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(latency_ms), 0) AS DOUBLE PRECISION), \
-    COUNT(latency_ms), \
-    COUNT(status_code), \
-    CAST(COALESCE(SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(CASE WHEN up THEN 1 ELSE 0 END), 0) AS BIGINT)";
+pub(crate) const AGGREGATES: [&str; 13] = [
+    "COUNT(*)",
+    "CAST(COALESCE(SUM(quantity), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(cost), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(CASE WHEN model IS NOT NULL AND cost_source = 'unpriced' THEN 1 ELSE 0 END), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(latency_ms), 0) AS DOUBLE PRECISION)",
+    "COUNT(latency_ms)",
+    "COUNT(status_code)",
+    "CAST(COALESCE(SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END), 0) AS BIGINT)",
+    "CAST(COALESCE(SUM(CASE WHEN up THEN 1 ELSE 0 END), 0) AS BIGINT)",
+];
 
 pub(crate) fn usage_row(r: &Row) -> StoreResult<UsageRow> {
     Ok(UsageRow {

@@ -74,10 +74,11 @@ pub(crate) fn rollup_upserts(source: &str) -> [String; 2] {
             .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
             .collect();
         format!(
-            "INSERT INTO {table} ({}) SELECT {}, {AGGREGATES} {source} GROUP BY {} ORDER BY {} \
+            "INSERT INTO {table} ({}) SELECT {}, {} {source} GROUP BY {} ORDER BY {} \
              ON CONFLICT ({}) DO UPDATE SET {}",
             cols.join(", "),
             exprs.join(", "),
+            AGGREGATES.join(", "),
             positions.join(", "),
             positions.join(", "),
             keys.iter().map(|k| k.0).collect::<Vec<_>>().join(", "),
@@ -90,17 +91,63 @@ pub(crate) fn rollup_upserts(source: &str) -> [String; 2] {
     ]
 }
 
-/// Sums of a rollup's aggregate columns, typed like `AGGREGATES`.
-fn rollup_aggregates(alias: &str) -> String {
-    AGG_COLS
-        .iter()
-        .map(|c| {
-            let ty = if *c == "latency_sum" {
-                "DOUBLE PRECISION"
+/// Sums of a rollup's aggregate columns, typed like `AGGREGATES`, as `measured` wants them.
+fn rollup_aggregates(alias: &str, q: &UsageQuery) -> String {
+    measured(
+        q,
+        AGG_COLS.map(|c| format!("CAST(COALESCE(SUM({alias}{c}), 0) AS {})", sql_type(c))),
+    )
+}
+
+/// Raw events' aggregates (`AGGREGATES`), as `measured` wants them.
+fn raw_aggregates(q: &UsageQuery) -> String {
+    measured(q, AGGREGATES.map(String::from))
+}
+
+fn sql_type(col: &str) -> &'static str {
+    if col == "latency_sum" {
+        "DOUBLE PRECISION"
+    } else {
+        "BIGINT"
+    }
+}
+
+/// Which `Measure` an aggregate column belongs to.
+fn measure_of(col: &str) -> Measure {
+    match col {
+        "events" => Measure::Events,
+        "quantity" => Measure::Quantity,
+        "input_tokens" => Measure::InputTokens,
+        "output_tokens" => Measure::OutputTokens,
+        "cache_read_tokens" => Measure::CacheReadTokens,
+        "cache_write_tokens" => Measure::CacheWriteTokens,
+        "cost" => Measure::Cost,
+        "unpriced" => Measure::Unpriced,
+        "latency_sum" | "latency_count" => Measure::Latency,
+        "status_count" | "error_count" => Measure::Status,
+        _ => Measure::Up,
+    }
+}
+
+/// The select list of the aggregates: `exprs` (one per column of `AGG_COLS`, in order)
+/// where `q` measures the column, a typed zero elsewhere, so that every part of a
+/// statement has one shape and the rows decode as always. Each aggregate the database
+/// need not compute saves work on every row it reads: a query per customer over a month
+/// reads ~40 rollup rows per customer, and summing 2 columns instead of 13 took a third
+/// of the time on SQLite.
+fn measured(q: &UsageQuery, exprs: [String; 13]) -> String {
+    exprs
+        .into_iter()
+        .zip(AGG_COLS)
+        .map(|(e, col)| {
+            if q.measures
+                .as_ref()
+                .is_none_or(|m| m.contains(&measure_of(col)))
+            {
+                e
             } else {
-                "BIGINT"
-            };
-            format!("CAST(COALESCE(SUM({alias}{c}), 0) AS {ty})")
+                format!("CAST(0 AS {})", sql_type(col))
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -252,7 +299,7 @@ fn raw_part(q: &UsageQuery, span: Span, p: &mut Params) -> String {
     if q.llm_only {
         filter += " AND model IS NOT NULL";
     }
-    select(q, "events", filter, AGGREGATES, |d| dim_cols(d).0)
+    select(q, "events", filter, &raw_aggregates(q), |d| dim_cols(d).0)
 }
 
 /// One SELECT over the days `[d0, d1)` of a rollup.
@@ -288,7 +335,9 @@ fn rollup_part(q: &UsageQuery, rollup: Rollup, (d0, d1): (i64, i64), p: &mut Par
             "usage_daily_customer"
         }
     };
-    select(q, table, filter, &rollup_aggregates(""), |d| dim_cols(d).1)
+    select(q, table, filter, &rollup_aggregates("", q), |d| {
+        dim_cols(d).1
+    })
 }
 
 fn select(
@@ -491,9 +540,13 @@ fn pieces_sql(
         .collect();
     let with = format!("w(i, c, lo, hi) AS (VALUES {})", values.join(", "));
     let (table, llm_filter, aggregates) = match part {
-        Part::Days => ("usage_daily_customer", "t.llm = 1", rollup_aggregates("t.")),
+        Part::Days => (
+            "usage_daily_customer",
+            "t.llm = 1",
+            rollup_aggregates("t.", q),
+        ),
         // Unqualified: no column of `events` is named like one of `w`'s.
-        Part::Edges => ("events", "t.model IS NOT NULL", AGGREGATES.to_string()),
+        Part::Edges => ("events", "t.model IS NOT NULL", raw_aggregates(q)),
     };
     let kind = match (lookup, part) {
         (PieceLookup::CrossJoin, Part::Edges) => "t.kind || ''",

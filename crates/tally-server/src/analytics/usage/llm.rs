@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use tally_core::event::EventKind;
-use tally_store::{Span, UsageDim, UsageQuery, UsageRow};
+use tally_store::{Measure, Span, UsageDim, UsageQuery, UsageRow};
 use utoipa::{IntoParams, ToSchema};
 
 fn llm_query(span: Span) -> UsageQuery {
@@ -230,7 +230,13 @@ pub async fn costs(
         .collect();
 
     let book = book(&s).await?;
-    let tiers = by_tier(&s, &book, &q).await?;
+    // The tiers need calls and cost only; their query reads a row per customer and day.
+    let tiers = by_tier(
+        &s,
+        &book,
+        &q.clone().only(&[Measure::Events, Measure::Cost]),
+    )
+    .await?;
     let mut cost_by_tier: Vec<(String, UsageRow)> = tiers.into_iter().collect();
     cost_by_tier.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then(a.0.cmp(&b.0)));
     let cost_by_tier = cost_by_tier

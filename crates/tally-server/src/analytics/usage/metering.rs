@@ -15,7 +15,7 @@ use tally_core::event::EventKind;
 use tally_core::model::CostCategory;
 use tally_core::money;
 use tally_core::time::Month;
-use tally_store::{UsageDim, UsageQuery, UsageRow};
+use tally_store::{Measure, UsageDim, UsageQuery, UsageRow};
 use utoipa::{IntoParams, ToSchema};
 
 /// Most customers listed in `top_users`.
@@ -98,7 +98,15 @@ pub async fn service(
     q.service = Some(name.clone());
 
     let total = totals(&s, &q).await?;
-    let mut users: Vec<UsageRow> = rows(&s, &q.clone().group(&[UsageDim::Customer]))
+    // A row per customer and day is read: ask for what the top users show.
+    let per_user = q.clone().group(&[UsageDim::Customer]).only(&[
+        Measure::Events,
+        Measure::Cost,
+        Measure::InputTokens,
+        Measure::OutputTokens,
+        Measure::Quantity,
+    ]);
+    let mut users: Vec<UsageRow> = rows(&s, &per_user)
         .await?
         .into_iter()
         .filter(|r| r.customer_id.is_some() && r.events > 0)
