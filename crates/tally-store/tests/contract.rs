@@ -148,6 +148,7 @@ contract_tests! {
         events_are_stored_once,
         services_are_registered_by_events,
         usage_aggregates,
+        usage_computes_only_the_measures_asked_for,
         usage_filters_and_empty_results,
         usage_equals_a_scan_of_the_events,
         one_customer_across_midnight,
@@ -163,6 +164,7 @@ contract_tests! {
         data_version_counts_entity_writes,
         data_version_counts_event_inserts,
         billing_data_carries_its_version,
+        entity_writes_in_one_transaction,
     ],
     url: [
         data_survives_reopening,
@@ -757,6 +759,148 @@ fn usage_events() -> Vec<Event> {
 
 fn usage_query() -> UsageQuery {
     UsageQuery::new(EventKind::Usage, Span::new(t0(), t0() + 2 * DAY))
+}
+
+/// `UsageQuery::only`: the counters asked for, the others 0, whether a span's days come
+/// from a rollup, its edges from the events, or both in one statement; pieces too.
+async fn usage_computes_only_the_measures_asked_for(s: &dyn Store) {
+    s.insert_events(&usage_events()).await.unwrap();
+    let by_customer = |span: Span, measures: &[Measure]| {
+        UsageQuery::new(EventKind::Usage, span)
+            .group(&[UsageDim::Customer])
+            .only(measures)
+    };
+    let row = |customer: &str, f: &dyn Fn(&mut UsageRow)| {
+        let mut r = UsageRow {
+            customer_id: Some(customer.to_owned()),
+            ..UsageRow::default()
+        };
+        f(&mut r);
+        r
+    };
+
+    // Whole days only (the rollup): e1 + e2 + e3 + e4.
+    let q = usage_query().only(&[Measure::Events, Measure::Cost]);
+    assert_eq!(
+        s.usage(&q).await.unwrap(),
+        vec![UsageRow {
+            events: 4,
+            cost: 12_000_000,
+            ..UsageRow::default()
+        }]
+    );
+
+    // Edges only, [t0 + 1h30, t0 + 1d 2h): e2 (c2), e4 and e3 (c1).
+    let latency = [Measure::Events, Measure::InputTokens, Measure::Latency];
+    let q = by_customer(
+        Span::new(t0() + 90 * 60_000_000, t0() + DAY + 2 * HOUR),
+        &latency,
+    );
+    assert_eq!(
+        s.usage(&q).await.unwrap(),
+        vec![
+            row("c1", &|r| {
+                r.events = 2;
+                r.input_tokens = 400;
+                r.latency_sum = 50.5;
+                r.latency_count = 1;
+            }),
+            row("c2", &|r| {
+                r.events = 1;
+                r.input_tokens = 2000;
+                r.latency_sum = 300.0;
+                r.latency_count = 1;
+            }),
+        ]
+    );
+
+    // The first day from the rollup and [t0 + 1d, t0 + 1d 2h) from the events, in one
+    // statement: e1, e4, e3 (c1) and e2 (c2).
+    let q = by_customer(Span::new(t0(), t0() + DAY + 2 * HOUR), &latency);
+    assert_eq!(
+        s.usage(&q).await.unwrap(),
+        vec![
+            row("c1", &|r| {
+                r.events = 3;
+                r.input_tokens = 1400;
+                r.latency_sum = 150.5;
+                r.latency_count = 2;
+            }),
+            row("c2", &|r| {
+                r.events = 1;
+                r.input_tokens = 2000;
+                r.latency_sum = 300.0;
+                r.latency_count = 1;
+            }),
+        ]
+    );
+
+    // Pieces: c1 over a day and two hours (e1, e4, e3), c2 from just after 1h (e2).
+    let q = usage_query().only(&[Measure::Events, Measure::Cost]);
+    let pieces = [
+        ("c1".to_owned(), Span::new(t0(), t0() + DAY + 2 * HOUR)),
+        ("c2".to_owned(), Span::new(t0() + HOUR + 1, t0() + DAY)),
+    ];
+    let totals = |events, cost| UsageRow {
+        events,
+        cost,
+        ..UsageRow::default()
+    };
+    assert_eq!(
+        s.usage_pieces(&q, &pieces).await.unwrap(),
+        vec![totals(3, 5_000_000), totals(1, 7_000_000)]
+    );
+}
+
+/// `write_entities`: each write with the outcome of its single call, one step of the
+/// entities version for the batch, nothing for a batch that changes nothing, and all or
+/// nothing when a write fails.
+async fn entity_writes_in_one_transaction(s: &dyn Store) {
+    let v0 = s.data_version().await.unwrap();
+    let p = plan("basic", "basic", 1000);
+    let c1 = customer("c1");
+    let sub = subscription("s1", "c1", "basic");
+    let batch = [
+        EntityWrite::Plan(&p),
+        EntityWrite::Customer(&c1),
+        EntityWrite::Subscription(&sub),
+        EntityWrite::Cancel {
+            subscription_id: "s1",
+            effective_at: t0() + DAY,
+        },
+    ];
+    use WriteOutcome::*;
+    assert_eq!(
+        s.write_entities(&batch).await.unwrap(),
+        [Created, Created, Created, Updated]
+    );
+    let v1 = s.data_version().await.unwrap();
+    assert_eq!(v1.entities, v0.entities + 1);
+    let stored = s.get_subscription("s1").await.unwrap().unwrap();
+    assert_eq!(stored.subscription.canceled_at, Some(t0() + DAY));
+
+    assert_eq!(
+        s.write_entities(&batch).await.unwrap(),
+        [Unchanged, Unchanged, Unchanged, Unchanged]
+    );
+    assert_eq!(s.data_version().await.unwrap(), v1);
+
+    // The second write names a customer that does not exist: the first is rolled back.
+    let c2 = customer("c2");
+    let orphan = subscription("s2", "nobody", "basic");
+    let err = s
+        .write_entities(&[
+            EntityWrite::Customer(&c2),
+            EntityWrite::Subscription(&orphan),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnknownReference { ref id, .. } if id == "nobody"),
+        "{err:?}"
+    );
+    assert_eq!(s.get_customer("c2").await.unwrap(), None);
+    assert_eq!(s.data_version().await.unwrap(), v1);
 }
 
 async fn usage_aggregates(s: &dyn Store) {
