@@ -770,13 +770,13 @@ async fn usage_computes_only_the_measures_asked_for(s: &dyn Store) {
             .group(&[UsageDim::Customer])
             .only(measures)
     };
-    let row = |customer: &str, f: &dyn Fn(&mut UsageRow)| {
-        let mut r = UsageRow {
-            customer_id: Some(customer.to_owned()),
-            ..UsageRow::default()
-        };
-        f(&mut r);
-        r
+    let row = |customer: &str, events, input_tokens, latency_sum, latency_count| UsageRow {
+        customer_id: Some(customer.to_owned()),
+        events,
+        input_tokens,
+        latency_sum,
+        latency_count,
+        ..UsageRow::default()
     };
 
     // Whole days only (the rollup): e1 + e2 + e3 + e4.
@@ -798,20 +798,7 @@ async fn usage_computes_only_the_measures_asked_for(s: &dyn Store) {
     );
     assert_eq!(
         s.usage(&q).await.unwrap(),
-        vec![
-            row("c1", &|r| {
-                r.events = 2;
-                r.input_tokens = 400;
-                r.latency_sum = 50.5;
-                r.latency_count = 1;
-            }),
-            row("c2", &|r| {
-                r.events = 1;
-                r.input_tokens = 2000;
-                r.latency_sum = 300.0;
-                r.latency_count = 1;
-            }),
-        ]
+        vec![row("c1", 2, 400, 50.5, 1), row("c2", 1, 2000, 300.0, 1),]
     );
 
     // The first day from the rollup and [t0 + 1d, t0 + 1d 2h) from the events, in one
@@ -819,20 +806,7 @@ async fn usage_computes_only_the_measures_asked_for(s: &dyn Store) {
     let q = by_customer(Span::new(t0(), t0() + DAY + 2 * HOUR), &latency);
     assert_eq!(
         s.usage(&q).await.unwrap(),
-        vec![
-            row("c1", &|r| {
-                r.events = 3;
-                r.input_tokens = 1400;
-                r.latency_sum = 150.5;
-                r.latency_count = 2;
-            }),
-            row("c2", &|r| {
-                r.events = 1;
-                r.input_tokens = 2000;
-                r.latency_sum = 300.0;
-                r.latency_count = 1;
-            }),
-        ]
+        vec![row("c1", 3, 1400, 150.5, 2), row("c2", 1, 2000, 300.0, 1),]
     );
 
     // Pieces: c1 over a day and two hours (e1, e4, e3), c2 from just after 1h (e2).
