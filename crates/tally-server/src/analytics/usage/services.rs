@@ -212,17 +212,17 @@ pub async fn cost_per_user(
         .map(|(_, customer)| customer.as_str())
         .collect::<HashSet<&str>>()
         .len() as i64;
-    let users: HashMap<String, i64> = users_by_service(&s, mtd, pairs)
-        .await?
-        .into_iter()
-        .map(|(service, (_, users))| (service, users.len() as i64))
-        .collect();
+    // Pairs are distinct, so a service's pairs are its distinct customers.
+    let mut users: HashMap<&str, i64> = HashMap::new();
+    for service in pairs.iter().filter_map(|(service, _)| service.as_deref()) {
+        *users.entry(service).or_default() += 1;
+    }
 
     let mut cost_breakdown: Vec<ServiceCost> = by_service
         .into_iter()
         .map(|(service, minor)| {
             let cost = currency.from_minor(minor);
-            let svc_users = users.get(&service).copied().unwrap_or(0);
+            let svc_users = users.get(service.as_str()).copied().unwrap_or(0);
             ServiceCost {
                 percentage: r2_opt(percent(minor, total_minor)),
                 active_users: svc_users,
