@@ -293,22 +293,13 @@ async fn store_records(
     batch.clear();
 }
 
-/// Stores one record through the single calls.
+/// Stores one record alone, its writes in one transaction.
 async fn store_one(store: &dyn Store, r: &Record) -> Result<(), tally_store::StoreError> {
     match r {
-        Record::Plan(p) => store.put_plan(p).await.map(drop),
-        Record::Customer(c) => store.put_customer(c).await.map(drop),
-        Record::Subscription(s, canceled_at) => {
-            store.put_subscription(s).await?;
-            if let Some(at) = canceled_at {
-                store.cancel_subscription(&s.id, *at).await?;
-            }
-            Ok(())
-        }
-        Record::Invoice(i) => store.put_invoice(i).await.map(drop),
         Record::Cost(c) => store.put_costs(std::slice::from_ref(c)).await.map(drop),
         Record::Spend(s) => store.put_spend(std::slice::from_ref(s)).await.map(drop),
-        Record::Service(s) => store.put_service(s).await.map(drop),
+        // A record's writes (a subscription and its cancellation) in one transaction.
+        _ => store.write_entities(&r.writes()).await.map(drop),
     }
 }
 
