@@ -19,6 +19,7 @@ pub(crate) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
     Bool(Option<bool>),
+    Bytes(Vec<u8>),
 }
 
 impl From<&str> for Arg {
@@ -94,6 +95,7 @@ pub(crate) enum Val {
     Float(f64),
     Text(String),
     Bool(bool),
+    Bytes(Vec<u8>),
 }
 
 /// One result row, read by column position.
@@ -164,6 +166,13 @@ impl Row {
     pub fn bool(&self, i: usize) -> StoreResult<bool> {
         self.opt_bool(i)?
             .map_or_else(|| self.mismatch(i, "boolean"), Ok)
+    }
+
+    pub fn bytes(&self, i: usize) -> StoreResult<&[u8]> {
+        match self.get(i)? {
+            Val::Bytes(v) => Ok(v),
+            _ => self.mismatch(i, "bytes"),
+        }
     }
 
     pub fn opt_decimal(&self, i: usize) -> StoreResult<Option<Decimal>> {

@@ -20,6 +20,7 @@ pub use sqlite::SqliteStore;
 pub use types::*;
 
 use async_trait::async_trait;
+use std::collections::HashMap;
 use tally_core::event::{Event, EventKind};
 use tally_core::model::*;
 use tally_core::time::Micros;
@@ -163,16 +164,17 @@ pub trait Store: Send + Sync + 'static {
         query: &UsageQuery,
         pieces: &[(String, Span)],
     ) -> StoreResult<Vec<UsageRow>>;
-    /// The distinct `(service, customer)` pairs with at least one event of `kind` in
-    /// `span`, sorted; the service is `None` for events without one, and for every pair
-    /// when `by_service` is false (then one pair per customer). Events without a customer
-    /// are left out.
+    /// The customers with at least one event of `kind` in `span`, per service (all under
+    /// `None` when `by_service` is false). Events without a customer are left out.
     async fn active_customers(
         &self,
         kind: EventKind,
         span: Span,
         by_service: bool,
-    ) -> StoreResult<Vec<(Option<String>, String)>>;
+    ) -> StoreResult<ActiveCustomers>;
+    /// The numbers of those of `ids` that have one: every customer id of a stored event
+    /// has one, for good; [`ActiveCustomers`] holds them.
+    async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<HashMap<String, u32>>;
     /// The value of the latest gauge `name` at or before `at`.
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>>;
 

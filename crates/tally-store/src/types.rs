@@ -1,6 +1,8 @@
 //! Values passed to and from a [`crate::Store`].
 
+pub use roaring::RoaringBitmap;
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 use tally_core::event::EventKind;
 use tally_core::model::*;
 use tally_core::time::Micros;
@@ -228,6 +230,31 @@ pub enum Measure {
     /// `status_count` and `error_count`.
     Status,
     Up,
+}
+
+/// The customers with events of one kind in a span, as sets of the store's customer
+/// numbers (`Store::customer_numbers` gives a customer's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActiveCustomers {
+    /// Per service, the numbers of its customers: `None` for events without a service, and
+    /// for every event when the query was not by service. No set is empty.
+    pub by_service: BTreeMap<Option<String>, RoaringBitmap>,
+}
+
+impl ActiveCustomers {
+    /// Every customer, whatever the service.
+    pub fn all(&self) -> RoaringBitmap {
+        self.by_service
+            .values()
+            .fold(RoaringBitmap::new(), |all, set| all | set)
+    }
+
+    /// The number of distinct customers of `service` (0 when it has none).
+    pub fn count(&self, service: Option<&str>) -> u64 {
+        self.by_service
+            .get(&service.map(str::to_owned))
+            .map_or(0, RoaringBitmap::len)
+    }
 }
 
 /// One group of events. Dimension fields not grouped by are `None`; an ungrouped query

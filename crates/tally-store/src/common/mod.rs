@@ -2,6 +2,7 @@
 //! on SQLite and PostgreSQL.
 
 mod access;
+mod activity;
 mod analytics;
 mod entities;
 mod page;
@@ -15,9 +16,11 @@ pub(crate) use version::BUMP_EVENTS;
 use version::{Changed, Counter};
 
 use crate::db::Backend;
+use crate::sqlite::ingest::activity as ingest_activity;
 use crate::*;
 use async_trait::async_trait;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tally_core::event::{Event, EventKind};
 
 /// Runs one write function in a write transaction and commits. The second argument names
@@ -40,6 +43,8 @@ macro_rules! in_tx {
 /// A store over one backend (see `SqliteStore` and `PgStore`).
 pub struct SqlStore<B> {
     pub(crate) backend: B,
+    /// Customer numbers known to be committed, shared with the event writers.
+    pub(crate) numbers: Arc<ingest_activity::NumberCache>,
 }
 
 /// Positions of the events to store: the first occurrence of each id in the slice.
@@ -57,7 +62,10 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        self.backend.migrate().await
+        self.backend.migrate().await?;
+        let mut tx = self.backend.write().await?;
+        activity::backfill(&mut *tx, B::NAME == "postgres").await?;
+        tx.commit().await
     }
 
     async fn analyze(&self) -> StoreResult<()> {
@@ -260,8 +268,20 @@ impl<B: Backend> Store for SqlStore<B> {
         kind: EventKind,
         span: Span,
         by_service: bool,
-    ) -> StoreResult<Vec<(Option<String>, String)>> {
-        rollup::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
+    ) -> StoreResult<ActiveCustomers> {
+        activity::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
+    }
+
+    async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<HashMap<String, u32>> {
+        let (mut out, missing) = self.numbers.known(ids);
+        if !missing.is_empty() {
+            // A plain read sees committed rows only: safe to remember.
+            let found = ingest_activity::lookup(&mut *self.backend.read().await?, &missing).await?;
+            self.numbers
+                .remember(found.iter().map(|(id, n)| (id.clone(), *n)).collect());
+            out.extend(found);
+        }
+        Ok(out)
     }
 
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>> {

@@ -21,7 +21,6 @@ use super::analytics::{usage_row, AGGREGATES};
 use crate::db::{Arg, Conn};
 use crate::*;
 use std::collections::BTreeMap;
-use tally_core::event::EventKind;
 use tally_core::time::MICROS_PER_DAY;
 
 /// The aggregate columns of both rollups, in the order of `AGGREGATES` and `UsageRow`.
@@ -629,75 +628,6 @@ pub(crate) async fn usage_pieces(
     Ok(out)
 }
 
-/// Days per row of `usage_activity` (migration 0005): one bit each.
-const BLOCK_DAYS: i64 = 32;
-
-/// The bits of the days `[d0, d1)` that fall in block `b`.
-fn block_mask(b: i64, d0: i64, d1: i64) -> i64 {
-    let lo = (d0 - b * BLOCK_DAYS).clamp(0, BLOCK_DAYS);
-    let hi = (d1 - b * BLOCK_DAYS).clamp(0, BLOCK_DAYS);
-    ((1i64 << hi) - 1) & !((1i64 << lo) - 1)
-}
-
-/// The distinct `(service, customer)` pairs with an event of `kind` in `span` (service
-/// `None` for events without one, and for every pair when `by_service` is false): whole
-/// days from the activity bitmaps of `usage_activity`, partial days from `events`.
-pub(crate) async fn active_customers(
-    conn: &mut dyn Conn,
-    kind: EventKind,
-    span: Span,
-    by_service: bool,
-) -> StoreResult<Vec<(Option<String>, String)>> {
-    let mut p = Params::default();
-    let (service, raw_service) = if by_service {
-        ("NULLIF(service, '')", "service")
-    } else {
-        ("NULL", "NULL")
-    };
-    let mut parts = Vec::new();
-    let (days, edges) = split(span);
-    if let Some((d0, d1)) = days {
-        let (b0, b1) = (d0.div_euclid(BLOCK_DAYS), (d1 - 1).div_euclid(BLOCK_DAYS));
-        // Inner blocks are whole; only the first and the last need a narrower mask.
-        let first = block_mask(b0, d0, d1);
-        let last = block_mask(b1, d0, d1);
-        parts.push(format!(
-            "SELECT DISTINCT {service}, customer_id FROM usage_activity \
-             WHERE kind = {} AND block >= {} AND block <= {} AND customer_id <> '' \
-             AND (days & CASE WHEN block = {} THEN {} WHEN block = {} THEN {} ELSE {} END) <> 0",
-            p.push(kind.as_str()),
-            p.push(b0),
-            p.push(b1),
-            p.push(b0),
-            p.push(first),
-            p.push(b1),
-            p.push(last),
-            p.push((1i64 << BLOCK_DAYS) - 1),
-        ));
-    }
-    for edge in edges {
-        parts.push(format!(
-            "SELECT DISTINCT {raw_service}, customer_id FROM events \
-             WHERE kind = {} AND time >= {} AND time < {} AND customer_id IS NOT NULL",
-            p.push(kind.as_str()),
-            p.push(edge.start),
-            p.push(edge.end),
-        ));
-    }
-    if parts.is_empty() {
-        return Ok(vec![]);
-    }
-    // UNION, not UNION ALL: a pair active on a whole day and on an edge counts once.
-    let mut pairs = conn
-        .rows(&parts.join(" UNION "), p.0)
-        .await?
-        .iter()
-        .map(|r| Ok((r.opt_text(0)?, r.text(1)?)))
-        .collect::<StoreResult<Vec<_>>>()?;
-    pairs.sort_unstable();
-    Ok(pairs)
-}
-
 /// A row `(i, aggregates...)`: the aggregates as a `UsageRow`.
 fn piece_row(row: &crate::db::Row) -> StoreResult<UsageRow> {
     let mut vals = vec![crate::db::Val::Null; 6];
@@ -759,16 +689,5 @@ mod tests {
             assert_eq!(sql_day(part.start), sql_day(part.end - 1), "{part:?}");
         }
         assert_eq!(sql_day_parts(Span::new(4, 4)), vec![]);
-    }
-
-    #[test]
-    fn block_masks_cover_exactly_the_days_of_the_block() {
-        // Block 1 holds days 32..64.
-        assert_eq!(block_mask(1, 0, 100), 0xFFFF_FFFF);
-        assert_eq!(block_mask(1, 33, 35), 0b110);
-        assert_eq!(block_mask(1, 63, 64), 1 << 31);
-        assert_eq!(block_mask(1, 0, 32), 0);
-        assert_eq!(block_mask(1, 64, 70), 0);
-        assert_eq!(block_mask(1, 40, 200), 0xFFFF_FF00);
     }
 }

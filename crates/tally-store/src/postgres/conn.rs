@@ -13,7 +13,7 @@ pub(super) enum PgConn {
 }
 
 impl PgConn {
-    fn conn(&mut self) -> &mut PgConnection {
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
         match self {
             PgConn::Plain(c) => c,
             PgConn::Tx(t) => t,
@@ -26,6 +26,7 @@ fn query<'q>(sql: &'q str, args: Vec<Arg>) -> sqlx::query::Query<'q, Postgres, P
         Arg::Text(v) => q.bind(v),
         Arg::Int(v) => q.bind(v),
         Arg::Bool(v) => q.bind(v),
+        Arg::Bytes(v) => q.bind(v),
     })
 }
 
@@ -43,6 +44,7 @@ fn decode(row: &PgRow) -> StoreResult<Row> {
                 "INT2" => Val::Int(row.try_get_unchecked::<i16, _>(i)?.into()),
                 "FLOAT8" => Val::Float(row.try_get_unchecked(i)?),
                 "TEXT" | "VARCHAR" => Val::Text(row.try_get_unchecked(i)?),
+                "BYTEA" => Val::Bytes(row.try_get_unchecked(i)?),
                 "BOOL" => Val::Bool(row.try_get_unchecked(i)?),
                 other => {
                     return Err(StoreError::Database(sqlx::Error::Decode(

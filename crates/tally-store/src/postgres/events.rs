@@ -2,9 +2,11 @@
 //! so the statement and its 21 parameters are the same whatever the group size; then one
 //! upsert per rollup, from the deltas added up in Rust (also `UNNEST` of arrays).
 
+use super::super::sqlite::ingest::activity::{self, NumberCache};
 use super::super::sqlite::ingest::rollup_delta::{
     insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS,
 };
+use super::conn::PgConn;
 use crate::db::EVENT_COLS;
 use crate::StoreResult;
 use sqlx::{PgConnection, Postgres, Row as _};
@@ -110,9 +112,11 @@ async fn add_to_rollups(conn: &mut PgConnection, deltas: &Deltas<'_>) -> StoreRe
 /// processes inserting overlapping batches then wait on each other's rows in the same
 /// order, which cannot deadlock.
 pub(super) async fn insert(
-    conn: &mut PgConnection,
+    tx: &mut PgConn,
     events: &[&Event],
-) -> StoreResult<HashSet<String>> {
+    numbers: &NumberCache,
+) -> StoreResult<(HashSet<String>, Vec<(String, u32)>)> {
+    let conn = tx.conn();
     let mut sorted = events.to_vec();
     sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let col = |f: &dyn Fn(&Event) -> Option<&str>| sorted.iter().map(|e| f(e)).collect::<Vec<_>>();
@@ -164,7 +168,8 @@ pub(super) async fn insert(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(new)
+    let numbers = activity::mark(tx, true, &activity::marks_of(&stored), numbers).await?;
+    Ok((new, numbers))
 }
 
 #[cfg(test)]

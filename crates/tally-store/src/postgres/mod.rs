@@ -6,6 +6,7 @@ mod events;
 
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
+use crate::sqlite::ingest::activity::NumberCache;
 use crate::sqlite::ingest::group_commit::{Group, GroupCommit, WriteGroup};
 use crate::StoreResult;
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tally_core::event::Event;
 
@@ -51,13 +53,18 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
+        let numbers = Arc::new(NumberCache::default());
         let events = GroupCommit::start(
-            EventWriter { pool: pool.clone() },
+            EventWriter {
+                pool: pool.clone(),
+                numbers: numbers.clone(),
+            },
             EVENT_WRITERS,
             GROUP_LINGER,
         );
         Ok(SqlStore {
             backend: Postgres { pool, events },
+            numbers,
         })
     }
 }
@@ -112,21 +119,24 @@ impl Backend for Postgres {
 /// Writes one group of event batches in a transaction of its own.
 struct EventWriter {
     pool: PgPool,
+    /// Customer numbers known to be committed (shared with the store).
+    numbers: Arc<NumberCache>,
 }
 
 #[async_trait]
 impl WriteGroup for EventWriter {
     async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
-        let mut tx = self.pool.begin().await?;
-        let new = events::insert(&mut tx, group.events()).await?;
+        let mut tx = conn::PgConn::Tx(self.pool.begin().await?);
+        let (new, numbers) = events::insert(&mut tx, group.events(), &self.numbers).await?;
         // One step of the events' version per batch that stored something, as if each
         // had had its own transaction.
         for _ in 0..group.changed_writes(&new) {
             sqlx::query(crate::common::BUMP_EVENTS)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
-        tx.commit().await?;
+        Box::new(tx).commit().await?;
+        self.numbers.remember(numbers);
         Ok(new)
     }
 }

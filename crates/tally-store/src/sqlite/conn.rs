@@ -13,7 +13,7 @@ pub(super) enum SqliteConn {
 }
 
 impl SqliteConn {
-    fn conn(&mut self) -> &mut SqliteConnection {
+    pub(super) fn conn(&mut self) -> &mut SqliteConnection {
         match self {
             SqliteConn::Plain(c) => c,
             SqliteConn::Tx(t) => t,
@@ -90,6 +90,7 @@ fn query<'q>(sql: &'q str, args: Vec<Arg>) -> sqlx::query::Query<'q, Sqlite, Sql
         Arg::Text(v) => q.bind(v),
         Arg::Int(v) => q.bind(v),
         Arg::Bool(v) => q.bind(v),
+        Arg::Bytes(v) => q.bind(v),
     })
 }
 
@@ -105,6 +106,7 @@ fn decode(row: &SqliteRow) -> StoreResult<Row> {
                 "INTEGER" => Val::Int(row.try_get_unchecked(i)?),
                 "REAL" => Val::Float(row.try_get_unchecked(i)?),
                 "TEXT" => Val::Text(row.try_get_unchecked(i)?),
+                "BLOB" => Val::Bytes(row.try_get_unchecked(i)?),
                 other => {
                     return Err(StoreError::Database(sqlx::Error::Decode(
                         format!("column {i}: unexpected SQLite type {other}").into(),
@@ -155,6 +157,7 @@ mod tests {
                 Arg::Text(v) => v.clone().unwrap_or_default(),
                 Arg::Int(v) => v.map_or_else(String::new, |v| v.to_string()),
                 Arg::Bool(v) => v.map_or_else(String::new, |v| v.to_string()),
+                Arg::Bytes(v) => format!("{v:?}"),
             })
             .collect()
     }

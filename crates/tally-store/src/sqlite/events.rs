@@ -1,10 +1,12 @@
 //! Event ingestion on SQLite: multi-row inserts of a few fixed sizes, then the new rows
 //! added to the daily rollups.
 
+use super::conn::SqliteConn;
+use super::ingest::activity::{self, NumberCache};
 use crate::common::rollup_upserts;
 use crate::db::EVENT_COLS;
 use crate::StoreResult;
-use sqlx::{Row as _, Sqlite, SqliteConnection};
+use sqlx::{Row as _, Sqlite};
 use std::collections::{BTreeSet, HashSet};
 use tally_core::event::Event;
 
@@ -42,9 +44,11 @@ fn values_sql(head: &str, rows: usize, cols: usize, tail: &str) -> String {
 /// than the inserts, while the lookup returns only the duplicates, usually none. Under
 /// the write lock nothing can come in between.
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    tx: &mut SqliteConn,
     events: &[&Event],
-) -> StoreResult<HashSet<String>> {
+    numbers: &NumberCache,
+) -> StoreResult<(HashSet<String>, Vec<(String, u32)>)> {
+    let conn = tx.conn();
     let mut stored = HashSet::new();
     for chunk in events.chunks(MAX_PARAMS) {
         let sql = format!(
@@ -122,7 +126,8 @@ pub(super) async fn insert(
             .fold(sqlx::query::<Sqlite>(&sql), |q, s| q.bind(*s));
         q.execute(&mut *conn).await?;
     }
-    Ok(new.into_iter().map(|e| e.id.clone()).collect())
+    let numbers = activity::mark(tx, false, &activity::marks_of(&new), numbers).await?;
+    Ok((new.into_iter().map(|e| e.id.clone()).collect(), numbers))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
+use ingest::activity::NumberCache;
 use ingest::group_commit::{Group, GroupCommit, WriteGroup};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -19,6 +20,7 @@ use sqlx::sqlite::{
 };
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tally_core::event::Event;
 
@@ -95,9 +97,11 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
+        let numbers = Arc::new(NumberCache::default());
         let events = GroupCommit::start(
             EventWriter {
                 pool: write.clone(),
+                numbers: numbers.clone(),
             },
             1,
             GROUP_LINGER,
@@ -108,6 +112,7 @@ impl SqliteStore {
                 read,
                 events,
             },
+            numbers,
         })
     }
 }
@@ -158,21 +163,24 @@ impl Backend for Sqlite {
 /// Writes one group of event batches through the write connection.
 struct EventWriter {
     pool: SqlitePool,
+    /// Customer numbers known to be committed (shared with the store).
+    numbers: Arc<NumberCache>,
 }
 
 #[async_trait]
 impl WriteGroup for EventWriter {
     async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
-        let mut tx = begin_write(&self.pool).await?;
-        let new = events::insert(&mut tx, group.events()).await?;
+        let mut tx = conn::SqliteConn::Tx(begin_write(&self.pool).await?);
+        let (new, numbers) = events::insert(&mut tx, group.events(), &self.numbers).await?;
         // One step of the events' version per batch that stored something, as if each
         // had had its own transaction.
         for _ in 0..group.changed_writes(&new) {
             sqlx::query(crate::common::BUMP_EVENTS)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
-        tx.commit().await?;
+        Box::new(tx).commit().await?;
+        self.numbers.remember(numbers);
         Ok(new)
     }
 }

@@ -21,7 +21,7 @@ pub async fn active_customers(state: &AppState, span: Span) -> ApiResult<i64> {
         .store
         .active_customers(EventKind::Usage, span, false)
         .await?;
-    Ok(active.len() as i64)
+    Ok(active.all().len() as i64)
 }
 
 /// Uptime %: successful health checks / health checks × 100; `None` without checks.

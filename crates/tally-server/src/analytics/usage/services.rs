@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::Json;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tally_core::event::EventKind;
 use tally_core::model::CostCategory;
 use tally_core::time::{same_point_previous_month, Micros, Month};
-use tally_store::{Span, UsageDim, UsageQuery, UsageRow};
+use tally_store::{ActiveCustomers, RoaringBitmap, Span, UsageDim, UsageQuery, UsageRow};
 use utoipa::{IntoParams, ToSchema};
 
 /// Label of cost records not tied to one service.
@@ -38,11 +38,10 @@ async fn calls_by_service(s: &AppState, span: Span) -> ApiResult<HashMap<String,
         .collect())
 }
 
-/// The distinct (service, customer) pairs with usage events in `span`, from the store's
-/// activity index. This is the costly part of the service figures: one row per active
-/// customer and service, so each endpoint asks for it once, and only for the span whose
-/// customers it reports.
-async fn active_pairs(s: &AppState, span: Span) -> ApiResult<Vec<(Option<String>, String)>> {
+/// The customers with usage events in `span`, per service, from the store's activity
+/// bitmaps. Each endpoint asks for it once, and only for the span whose customers it
+/// reports.
+async fn active_by_service(s: &AppState, span: Span) -> ApiResult<ActiveCustomers> {
     Ok(s.store
         .active_customers(EventKind::Usage, span, true)
         .await?)
@@ -53,16 +52,16 @@ async fn active_pairs(s: &AppState, span: Span) -> ApiResult<Vec<(Option<String>
 async fn users_by_service(
     s: &AppState,
     span: Span,
-    pairs: Vec<(Option<String>, String)>,
-) -> ApiResult<HashMap<String, (i64, BTreeSet<String>)>> {
-    let mut out: HashMap<String, (i64, BTreeSet<String>)> = calls_by_service(s, span)
+    active: ActiveCustomers,
+) -> ApiResult<HashMap<String, (i64, RoaringBitmap)>> {
+    let mut out: HashMap<String, (i64, RoaringBitmap)> = calls_by_service(s, span)
         .await?
         .into_iter()
-        .map(|(service, events)| (service, (events, BTreeSet::new())))
+        .map(|(service, events)| (service, (events, RoaringBitmap::new())))
         .collect();
-    for (service, customer) in pairs {
+    for (service, customers) in active.by_service {
         if let Some(service) = service {
-            out.entry(service).or_default().1.insert(customer);
+            out.entry(service).or_default().1 = customers;
         }
     }
     Ok(out)
@@ -70,8 +69,8 @@ async fn users_by_service(
 
 /// Per service with usage events in `span`: (events, distinct customers).
 async fn calls_and_users(s: &AppState, span: Span) -> ApiResult<HashMap<String, (i64, i64)>> {
-    let pairs = active_pairs(s, span).await?;
-    Ok(users_by_service(s, span, pairs)
+    let active = active_by_service(s, span).await?;
+    Ok(users_by_service(s, span, active)
         .await?
         .into_iter()
         .map(|(service, (events, users))| (service, (events, users.len() as i64)))
@@ -204,19 +203,15 @@ pub async fn cost_per_user(
     let total_minor: i64 = by_service.values().sum();
     let total = currency.from_minor(total_minor);
     let mtd = month_to_date(as_of);
-    // One read of the active pairs answers both the total and the per-service users:
-    // the customers of all pairs are exactly those with any usage event.
-    let pairs = active_pairs(&s, mtd).await?;
-    let active = pairs
+    // One read of the activity answers both the total and the per-service users: the
+    // customers with any usage event are the union of every service's.
+    let activity = active_by_service(&s, mtd).await?;
+    let active = activity.all().len() as i64;
+    let users: HashMap<&str, i64> = activity
+        .by_service
         .iter()
-        .map(|(_, customer)| customer.as_str())
-        .collect::<HashSet<&str>>()
-        .len() as i64;
-    // Pairs are distinct, so a service's pairs are its distinct customers.
-    let mut users: HashMap<&str, i64> = HashMap::new();
-    for service in pairs.iter().filter_map(|(service, _)| service.as_deref()) {
-        *users.entry(service).or_default() += 1;
-    }
+        .filter_map(|(service, set)| Some((service.as_deref()?, set.len() as i64)))
+        .collect();
 
     let mut cost_breakdown: Vec<ServiceCost> = by_service
         .into_iter()
@@ -291,22 +286,31 @@ pub async fn adoption(
         *per_tier.entry(tier.clone()).or_default() += 1;
     }
     let mtd = month_to_date(as_of);
-    let users = users_by_service(&s, mtd, active_pairs(&s, mtd).await?).await?;
+    let users = users_by_service(&s, mtd, active_by_service(&s, mtd).await?).await?;
+    // Each tier's subscribers as a set of customer numbers, to intersect with the users.
+    let ids: Vec<&str> = subscribers.keys().map(String::as_str).collect();
+    let numbers = s.store.customer_numbers(&ids).await?;
+    let mut tier_sets: BTreeMap<&str, RoaringBitmap> = BTreeMap::new();
+    for (customer, tier) in &subscribers {
+        let set = tier_sets.entry(tier.as_str()).or_default();
+        // A subscriber without a number never had an event: in no service's set.
+        if let Some(n) = numbers.get(customer) {
+            set.insert(*n);
+        }
+    }
     // Services used last month are listed too, so one nobody uses any more shows 0 %.
     let prev = Month::of(as_of).prev();
     let earlier = calls_by_service(&s, Span::new(prev.start(), mtd.start)).await?;
     let names: BTreeSet<String> = users.keys().chain(earlier.keys()).cloned().collect();
-    let empty = BTreeSet::new();
+    let empty = RoaringBitmap::new();
     let services = names
         .into_iter()
         .map(|name| {
             let used = users.get(&name).map_or(&empty, |u| &u.1);
-            let mut adopters_by_tier: BTreeMap<&str, i64> = BTreeMap::new();
-            for c in used {
-                if let Some(tier) = subscribers.get(c) {
-                    *adopters_by_tier.entry(tier.as_str()).or_default() += 1;
-                }
-            }
+            let adopters_by_tier: BTreeMap<&str, i64> = tier_sets
+                .iter()
+                .map(|(tier, set)| (*tier, used.intersection_len(set) as i64))
+                .collect();
             let adopters: i64 = adopters_by_tier.values().sum();
             let by_tier = per_tier
                 .iter()
