@@ -200,7 +200,8 @@ mod tests {
     /// The rollups that ingestion builds from its deltas equal `rollup_upserts` (the
     /// definition of the rollups, which SQLite's ingestion runs as SQL) over every stored
     /// event: random events in several groups, with ids sent again (the first payload
-    /// counts), several days, every kind of missing value.
+    /// counts), several days, every kind of missing value. And the activity bitmaps hold
+    /// the customers of the stored events.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rollups_from_deltas_equal_the_rollup_statements_over_all_events() {
         let Ok(admin) = std::env::var("TALLY_TEST_DATABASE_URL") else {
@@ -284,6 +285,42 @@ mod tests {
         }
         let from_statements = rollups(&mut tx).await;
         tx.rollback().await.unwrap();
+        // The activity bitmaps, written by concurrent writers that lock their rows, hold
+        // exactly the (kind, day, service, customer) of the stored events.
+        let mut marked = std::collections::BTreeSet::new();
+        let names: std::collections::HashMap<i64, String> =
+            sqlx::query_as("SELECT n, customer_id FROM customer_numbers")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        let rows: Vec<(String, i64, String, Vec<u8>)> =
+            sqlx::query_as("SELECT kind, day, service, bits FROM customer_activity")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        for (kind, day, service, bits) in rows {
+            for n in super::activity::deserialize(&bits).unwrap() {
+                marked.insert((
+                    kind.clone(),
+                    day,
+                    service.clone(),
+                    names[&i64::from(n)].clone(),
+                ));
+            }
+        }
+        let scanned: std::collections::BTreeSet<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT DISTINCT kind, time / 86400000000, COALESCE(service, ''), customer_id \
+             FROM events WHERE customer_id IS NOT NULL",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        assert!(scanned.len() > 20, "{}", scanned.len());
+        assert_eq!(marked, scanned);
         conn.close().await.unwrap();
         drop(store);
         admin_conn
