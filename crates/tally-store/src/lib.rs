@@ -20,7 +20,6 @@ pub use sqlite::SqliteStore;
 pub use types::*;
 
 use async_trait::async_trait;
-use std::collections::HashMap;
 use tally_core::event::{Event, EventKind};
 use tally_core::model::*;
 use tally_core::time::Micros;
@@ -172,9 +171,9 @@ pub trait Store: Send + Sync + 'static {
         span: Span,
         by_service: bool,
     ) -> StoreResult<ActiveCustomers>;
-    /// The numbers of those of `ids` that have one: every customer id of a stored event
-    /// has one, for good; [`ActiveCustomers`] holds them.
-    async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<HashMap<String, u32>>;
+    /// The number of each of `ids`, in order (`None` for an id without one): every
+    /// customer id of a stored event has one, for good; [`ActiveCustomers`] holds them.
+    async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<Vec<Option<u32>>>;
     /// The value of the latest gauge `name` at or before `at`.
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>>;
 

@@ -314,8 +314,7 @@ impl History {
             .map(|(k, c)| (self.tiers[k].as_str(), *c))
     }
 
-    /// MRR, tier name and trial of subscriber `i` at t, for tests against the book.
-    #[cfg(test)]
+    /// MRR, tier name and trial of subscriber `i` (in id order) at t.
     pub(crate) fn customer_state(&self, i: usize, t: Micros) -> (Decimal, Option<&str>, bool) {
         let s = self.state_at(i, t);
         (

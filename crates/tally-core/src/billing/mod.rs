@@ -92,6 +92,18 @@ pub struct Book {
     history: OnceLock<History>,
 }
 
+/// A subscriber's state at one instant (see [`Book::subscriber_states_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberState<'a> {
+    pub customer_id: &'a str,
+    /// [`Book::customer_mrr_at`].
+    pub mrr: Decimal,
+    /// [`Book::tier_at`].
+    pub tier: Option<&'a str>,
+    /// [`Book::is_trial_at`].
+    pub trial: bool,
+}
+
 impl Book {
     /// Amounts are read in US dollars (2 decimals); see [`Book::with_currency`].
     pub fn new(
@@ -302,6 +314,25 @@ impl Book {
 
     pub fn customers(&self) -> impl Iterator<Item = &Customer> {
         self.customers.values()
+    }
+
+    /// Every subscriber (in id order) with their state at t: the answers of
+    /// [`Book::customer_mrr_at`], [`Book::tier_at`] and [`Book::is_trial_at`], read from
+    /// the book's timelines (one binary search each) instead of recomputed from the
+    /// subscriptions.
+    pub fn subscriber_states_at(&self, t: Micros) -> impl Iterator<Item = SubscriberState<'_>> {
+        let history = self.history();
+        self.subscriber_ids()
+            .enumerate()
+            .map(move |(i, customer_id)| {
+                let (mrr, tier, trial) = history.customer_state(i, t);
+                SubscriberState {
+                    customer_id,
+                    mrr,
+                    tier,
+                    trial,
+                }
+            })
     }
 
     /// Ids of customers that have at least one subscription, in id order.

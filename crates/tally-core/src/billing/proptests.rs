@@ -395,5 +395,17 @@ proptest! {
                 );
             }
         }
+        // The same, for every subscriber at once.
+        for &t in &probes {
+            let states: Vec<String> = book
+                .subscriber_states_at(t)
+                .map(|s| format!("{} {} {:?} {}", s.customer_id, s.mrr, s.tier, s.trial))
+                .collect();
+            let expected: Vec<String> = book
+                .subscriber_ids()
+                .map(|id| format!("{id} {} {:?} {}", book.customer_mrr_at(id, t), book.tier_at(id, t), book.is_trial_at(id, t)))
+                .collect();
+            prop_assert_eq!(states, expected, "at {}", t);
+        }
     }
 }

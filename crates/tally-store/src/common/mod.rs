@@ -19,7 +19,7 @@ use crate::db::Backend;
 use crate::sqlite::ingest::activity as ingest_activity;
 use crate::*;
 use async_trait::async_trait;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use tally_core::event::{Event, EventKind};
 
@@ -272,14 +272,22 @@ impl<B: Backend> Store for SqlStore<B> {
         activity::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
     }
 
-    async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<HashMap<String, u32>> {
-        let (mut out, missing) = self.numbers.known(ids);
+    async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<Vec<Option<u32>>> {
+        let mut out = self.numbers.known(ids);
+        let missing: Vec<&str> = ids
+            .iter()
+            .zip(&out)
+            .filter_map(|(id, n)| n.is_none().then_some(*id))
+            .collect();
         if !missing.is_empty() {
             // A plain read sees committed rows only: safe to remember.
             let found = ingest_activity::lookup(&mut *self.backend.read().await?, &missing).await?;
-            self.numbers
-                .remember(found.iter().map(|(id, n)| (id.clone(), *n)).collect());
-            out.extend(found);
+            for (id, n) in ids.iter().zip(out.iter_mut()) {
+                if n.is_none() {
+                    *n = found.get(*id).copied();
+                }
+            }
+            self.numbers.remember(found.into_iter().collect());
         }
         Ok(out)
     }

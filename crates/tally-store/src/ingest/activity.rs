@@ -3,9 +3,9 @@
 //! added to in the transaction that stores the events, so that a span's distinct
 //! customers are the union of its days' bitmaps however many customers there are.
 //!
-//! Both backends write through [`mark`]; the store's backfill of older data
-//! (`common::activity`) uses it too. A bitmap is read, united with the new numbers and
-//! written back. On PostgreSQL several processes may do that at once, so the rows are
+//! Both backends write through [`mark`], and the store's backfill of older data
+//! (`common::activity`) through [`unite`]: a bitmap is read, united with the new numbers
+//! and written back. On PostgreSQL several processes may do that at once, so the rows are
 //! first created if missing and then locked in key order (`FOR UPDATE`) before they are
 //! read: every writer takes its locks in the same order and none loses another's bits.
 //! SQLite has one writer at a time.
@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use tally_core::event::Event;
 use tally_core::time::MICROS_PER_DAY;
 
-/// Customer numbers per bitmap row: a chunk's bitmap is at most 8 KiB.
+/// Customer numbers per bitmap row (2^16): a chunk's bitmap is at most about 8 KiB.
 pub(crate) const CHUNK_BITS: u32 = 16;
 /// Customer ids per statement (well under both stores' parameter limits).
 const PER_STATEMENT: usize = 4_000;
@@ -96,20 +96,10 @@ impl NumberCache {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The known numbers of `ids`, and the ids not known.
-    pub(crate) fn known<'a>(&self, ids: &[&'a str]) -> (HashMap<String, u32>, Vec<&'a str>) {
+    /// The known number of each of `ids`, in order.
+    pub(crate) fn known(&self, ids: &[&str]) -> Vec<Option<u32>> {
         let map = self.map();
-        let mut found = HashMap::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for id in ids {
-            match map.get(*id) {
-                Some(n) => {
-                    found.insert((*id).to_owned(), *n);
-                }
-                None => missing.push(*id),
-            }
-        }
-        (found, missing)
+        ids.iter().map(|id| map.get(*id).copied()).collect()
     }
 
     /// Adds numbers read or assigned by a committed transaction.
@@ -192,13 +182,23 @@ pub(crate) async fn mark(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (mut numbers, missing) = cache.known(&ids);
+    let known = cache.known(&ids);
+    let missing: Vec<&str> = ids
+        .iter()
+        .zip(&known)
+        .filter_map(|(id, n)| n.is_none().then_some(*id))
+        .collect();
     let fresh = if missing.is_empty() {
         HashMap::new()
     } else {
         self::numbers(conn, &missing).await?
     };
-    numbers.extend(fresh.iter().map(|(id, n)| (id.clone(), *n)));
+    let mut numbers: HashMap<&str, u32> = ids
+        .iter()
+        .zip(known)
+        .filter_map(|(id, n)| Some((*id, n?)))
+        .collect();
+    numbers.extend(fresh.iter().map(|(id, n)| (id.as_str(), *n)));
     let mut add: BTreeMap<ActivityKey<'_>, RoaringBitmap> = BTreeMap::new();
     for &(kind, day, service, customer) in marks {
         let n = numbers[customer];

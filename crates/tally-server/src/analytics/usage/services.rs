@@ -275,27 +275,28 @@ pub async fn adoption(
 ) -> ApiResult<Json<Adoption>> {
     let as_of = a.resolve(&s)?;
     let book = book(&s).await?;
-    // Customer → tier, for customers paying or in trial at as_of.
-    let subscribers: BTreeMap<String, String> = book
-        .subscriber_ids()
-        .filter(|c| book.customer_mrr_at(c, as_of) > Decimal::ZERO || book.is_trial_at(c, as_of))
-        .filter_map(|c| Some((c.to_string(), book.tier_at(c, as_of)?)))
+    // (customer, tier) of the customers paying or in trial at as_of, from the book's
+    // timelines.
+    let subscribers: Vec<(&str, &str)> = book
+        .subscriber_states_at(as_of)
+        .filter(|st| st.mrr > Decimal::ZERO || st.trial)
+        .filter_map(|st| Some((st.customer_id, st.tier?)))
         .collect();
     let mut per_tier: BTreeMap<String, i64> = BTreeMap::new();
-    for tier in subscribers.values() {
-        *per_tier.entry(tier.clone()).or_default() += 1;
+    for (_, tier) in &subscribers {
+        *per_tier.entry((*tier).to_owned()).or_default() += 1;
     }
     let mtd = month_to_date(as_of);
     let users = users_by_service(&s, mtd, active_by_service(&s, mtd).await?).await?;
     // Each tier's subscribers as a set of customer numbers, to intersect with the users.
-    let ids: Vec<&str> = subscribers.keys().map(String::as_str).collect();
+    let ids: Vec<&str> = subscribers.iter().map(|(customer, _)| *customer).collect();
     let numbers = s.store.customer_numbers(&ids).await?;
     let mut tier_sets: BTreeMap<&str, RoaringBitmap> = BTreeMap::new();
-    for (customer, tier) in &subscribers {
-        let set = tier_sets.entry(tier.as_str()).or_default();
+    for ((_, tier), n) in subscribers.iter().zip(numbers) {
+        let set = tier_sets.entry(*tier).or_default();
         // A subscriber without a number never had an event: in no service's set.
-        if let Some(n) = numbers.get(customer) {
-            set.insert(*n);
+        if let Some(n) = n {
+            set.insert(n);
         }
     }
     // Services used last month are listed too, so one nobody uses any more shows 0 %.
