@@ -73,6 +73,13 @@ pub trait Store: Send + Sync + 'static {
     /// Data and the data version are unchanged.
     async fn analyze(&self) -> StoreResult<()>;
 
+    /// Reads into the process what it otherwise reads on first use and then keeps: every
+    /// customer's number (see [`Store::customer_numbers`]; numbers never change once
+    /// committed). `tally serve` calls it before it listens, so that the first request
+    /// that maps many customers (adoption maps every subscriber) does not pay for the
+    /// lookups. Answers are the same with or without it.
+    async fn preload(&self) -> StoreResult<()>;
+
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> StoreResult<()>;
 

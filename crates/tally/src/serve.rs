@@ -18,6 +18,16 @@ pub async fn open_store(cfg: &Resolved) -> Result<Arc<dyn Store>> {
 
 /// Serves until Ctrl-C or SIGTERM. `banner` is printed once the port is bound.
 pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>) -> Result<()> {
+    // Before listening: the first requests then find what they would otherwise read.
+    let started = std::time::Instant::now();
+    store
+        .preload()
+        .await
+        .context("preloading customer numbers")?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "customer numbers preloaded"
+    );
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
         .with_context(|| format!("binding {}", cfg.bind))?;

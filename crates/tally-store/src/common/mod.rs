@@ -272,6 +272,12 @@ impl<B: Backend> Store for SqlStore<B> {
         activity::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
     }
 
+    async fn preload(&self) -> StoreResult<()> {
+        let all = ingest_activity::all_numbers(&mut *self.backend.read().await?).await?;
+        self.numbers.remember(all);
+        Ok(())
+    }
+
     async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<Vec<Option<u32>>> {
         let mut out = self.numbers.known(ids);
         let missing: Vec<&str> = ids
@@ -335,5 +341,40 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn list_audit(&self, page: &PageRequest) -> StoreResult<Page<AuditEntry>> {
         access::list_audit(&mut *self.backend.read().await?, page).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{SqliteStore, Store};
+    use tally_core::event::{Event, EventKind};
+
+    /// A second process on the same database knows no numbers until it preloads them;
+    /// then it knows exactly the numbers the first one assigned.
+    #[tokio::test]
+    async fn preload_reads_every_committed_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tally.db");
+        let first = SqliteStore::open(&path).await.unwrap();
+        first.migrate().await.unwrap();
+        let ids = ["c-1", "c-2", "c-3"];
+        let events: Vec<Event> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Event {
+                customer_id: Some((*c).into()),
+                service: Some("api".into()),
+                ..Event::blank(format!("e{i}"), EventKind::Usage, 1_000_000 * i as i64)
+            })
+            .collect();
+        first.insert_events(&events).await.unwrap();
+        let assigned = first.customer_numbers(&ids).await.unwrap();
+        assert!(assigned.iter().all(Option::is_some));
+
+        let second = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(second.numbers.known(&ids), vec![None; 3]);
+        second.preload().await.unwrap();
+        assert_eq!(second.numbers.known(&ids), assigned);
+        assert_eq!(second.numbers.known(&["never-seen"]), vec![None]);
     }
 }

@@ -155,6 +155,15 @@ pub(crate) async fn lookup(conn: &mut dyn Conn, ids: &[&str]) -> StoreResult<Has
     Ok(out)
 }
 
+/// Every stored customer number. A plain read sees committed rows only.
+pub(crate) async fn all_numbers(conn: &mut dyn Conn) -> StoreResult<Vec<(String, u32)>> {
+    conn.rows("SELECT customer_id, n FROM customer_numbers", vec![])
+        .await?
+        .iter()
+        .map(|row| Ok((row.text(0)?, number(row.int(1)?)?)))
+        .collect()
+}
+
 /// A stored customer number as a bitmap element.
 pub(crate) fn number(n: i64) -> StoreResult<u32> {
     u32::try_from(n).map_err(|_| {
