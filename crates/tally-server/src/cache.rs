@@ -1,7 +1,12 @@
-//! The caches in front of the analytics: finished responses, and the subscription book.
+//! The caches in front of the analytics: finished responses, the subscription book, and
+//! figures of whole days kept between requests (the LLM cost by tier of each day, with
+//! the book; customers' totals of a service over the days before a period's last one).
 //!
-//! Neither can go stale, in this process or because of another one writing to the same
-//! database: each entry is keyed by the store's data version
+//! None can go stale, in this process or because of another one writing to the same
+//! database. The kept day figures are checked against the event count of each of their
+//! days, read in the same request (events are never changed once stored; see
+//! `analytics::usage::tiers::TierDays` and `analytics::usage::users_kept`). The responses
+//! and the book are keyed by the store's data version
 //! ([`tally_store::Store::data_version`]), whose counters every write raises in its own
 //! transaction. A request reads the version first (one small indexed read), so whatever it
 //! computes afterwards is at least as new as the key it is stored under, and a write
@@ -12,6 +17,8 @@
 //! ingesting events leaves the revenue answers cached, and an entity write leaves the
 //! event-only ones.
 
+use crate::analytics::usage::tiers::TierDays;
+use crate::analytics::usage::users_kept::KeptUsers;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -128,7 +135,13 @@ pub struct Caches {
     /// `None` when the configured size is 0.
     responses: Option<moka::sync::Cache<Key, Arc<Stored>>>,
     book: BookCache,
+    /// Customers' totals of a service over whole days (`metering/service`).
+    pub users: KeptUsers,
 }
+
+/// The most bytes [`KeptUsers`] holds: a month of one service's customers at 100,000
+/// customers is ~9 MiB.
+pub const KEPT_USERS_BYTES: u64 = 128 * 1024 * 1024;
 
 impl Caches {
     /// Responses are bounded by `response_bytes` (keys, headers and bodies); 0 turns the
@@ -145,12 +158,23 @@ impl Caches {
         Caches {
             responses,
             book: BookCache::default(),
+            users: KeptUsers::new(KEPT_USERS_BYTES),
         }
     }
 
     /// The subscription book in the reporting currency, at the current entities version.
     pub async fn book(&self, state: &AppState) -> ApiResult<Arc<Book>> {
-        self.book.get(state).await
+        Ok(self.book.get(state).await?.book)
+    }
+
+    /// The book, with the LLM calls and cost by tier of whole days attributed with it
+    /// (`llm/costs`; see [`TierDays`]).
+    pub async fn book_and_llm_tiers(
+        &self,
+        state: &AppState,
+    ) -> ApiResult<(Arc<Book>, Arc<TierDays>)> {
+        let b = self.book.get(state).await?;
+        Ok((b.book, b.llm_tiers))
     }
 
     /// Entries in the response cache (after pending evictions), for tests and logs.
@@ -162,19 +186,61 @@ impl Caches {
     }
 }
 
+/// What [`warm`] did, for the start-up log.
+#[derive(Debug)]
+pub struct Warmed {
+    pub book_ms: u128,
+    pub llm_tier_days: usize,
+    pub llm_tiers_ms: u128,
+    /// Services whose customers' totals of their latest month were kept.
+    pub metered_services: usize,
+    pub metered_ms: u128,
+}
+
+/// Fills the caches that do not depend on a request before the server takes requests:
+/// the subscription book (with its history), the LLM cost by tier of whole days
+/// (`llm/costs`) and each service's customers' totals of its latest month
+/// (`metering/service`). Without it the first requests after a start pay for them
+/// (seconds at 100,000 customers and 20 M events). Responses are not computed ahead.
+pub async fn warm(state: &AppState) -> ApiResult<Warmed> {
+    let started = std::time::Instant::now();
+    state.cache.book(state).await?;
+    let book_ms = started.elapsed().as_millis();
+    let started = std::time::Instant::now();
+    let llm_tier_days = crate::analytics::usage::llm::warm_cost_tiers(state).await?;
+    let llm_tiers_ms = started.elapsed().as_millis();
+    let started = std::time::Instant::now();
+    let metered_services = crate::analytics::usage::metering::warm_top_users(state).await?;
+    Ok(Warmed {
+        book_ms,
+        llm_tier_days,
+        llm_tiers_ms,
+        metered_services,
+        metered_ms: started.elapsed().as_millis(),
+    })
+}
+
 /// The last book built, with its month-end history, tagged with the entities version of
 /// the snapshot it was read from. One at a time: a request that finds it out of date loads the new one while
 /// others asking for the same version wait for it instead of loading it again.
 #[derive(Default)]
 struct BookCache {
-    current: Mutex<Option<(i64, Arc<Book>)>>,
+    current: Mutex<Option<(i64, Booked)>>,
     loading: tokio::sync::Mutex<()>,
+}
+
+/// A book and what is derived from it alone (or from it and data versioned apart), so
+/// that it goes when the book does.
+#[derive(Clone)]
+struct Booked {
+    book: Arc<Book>,
+    llm_tiers: Arc<TierDays>,
 }
 
 impl BookCache {
     /// The stored book if it is at least as new as `version` (a newer one, loaded by a
     /// request that started later, is as right for this request as the one it asked for).
-    fn at_least(&self, version: i64) -> Option<Arc<Book>> {
+    fn at_least(&self, version: i64) -> Option<Booked> {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         current
             .as_ref()
@@ -182,7 +248,7 @@ impl BookCache {
             .map(|(_, b)| b.clone())
     }
 
-    async fn get(&self, state: &AppState) -> ApiResult<Arc<Book>> {
+    async fn get(&self, state: &AppState) -> ApiResult<Booked> {
         let version = state.store.data_version().await?.entities;
         if let Some(book) = self.at_least(version) {
             return Ok(book);
@@ -199,15 +265,32 @@ impl BookCache {
         // for this load without holding a thread; the revenue endpoints then compute only
         // the current month.
         book.history();
-        let book = Arc::new(book);
+        // The days attributed with the book before stay right up to the first instant at
+        // which a customer's tier differs (an invoice or a cost moves none).
+        let before = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let llm_tiers = match before {
+            Some((_, old)) => Arc::new(
+                old.llm_tiers
+                    .kept_until(book.first_tier_difference(&old.book)),
+            ),
+            None => Arc::default(),
+        };
+        let booked = Booked {
+            book: Arc::new(book),
+            llm_tiers,
+        };
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current
             .as_ref()
             .is_none_or(|(v, _)| *v < d.version.entities)
         {
-            *current = Some((d.version.entities, book.clone()));
+            *current = Some((d.version.entities, booked.clone()));
         }
-        Ok(book)
+        Ok(booked)
     }
 }
 

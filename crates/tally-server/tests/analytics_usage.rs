@@ -43,6 +43,7 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::str::FromStr;
+use std::sync::Arc;
 use tally_core::input::CurrencyPolicy;
 use tally_core::pricing::PriceTable;
 use tally_core::time::{parse_instant, Micros};
@@ -563,6 +564,181 @@ async fn llm_costs(store: TestStore) {
     assert_eq!(b["unpriced_calls"], 1);
 }
 
+/// `llm/costs` keeps each whole day's cost by tier with the book: a day is attributed
+/// again when its LLM calls change, every day when the book does, and the answers stay
+/// those worked out by hand.
+async fn llm_costs_kept_days(store: TestStore) {
+    let app = fixture(store).await;
+    // Days with LLM calls: 10-25, 11-05, 11-12, 11-15, 11-16, 11-18, 11-19, 11-20 and
+    // 11-21 (e13, after as_of but before the clock's tomorrow): 9, all warmed.
+    let warmed = tally_server::cache::warm(&app.state).await.unwrap();
+    assert_eq!(warmed.llm_tier_days, 9);
+    let kept = || async {
+        app.state
+            .cache
+            .book_and_llm_tiers(&app.state)
+            .await
+            .unwrap()
+            .1
+    };
+    let first = kept().await;
+    assert_eq!(first.computed(), 9);
+    let tiers = |b: &Value| -> Vec<(String, Decimal, i64)> {
+        b["cost_by_tier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["tier"].as_str().unwrap().to_string(),
+                    d(&r["cost_credits"]),
+                    r["api_calls"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let want = |rows: &[(&str, &str, i64)]| -> Vec<(String, Decimal, i64)> {
+        rows.iter()
+            .map(|(t, c, n)| (t.to_string(), dec(c), *n))
+            .collect()
+    };
+    // The end of 11-20: whole days only. As in `llm_costs`: pro e2, e3, e4, e5, e8, e14
+    // (8 + 0 + 2.8 + 0 + 3 + 1); basic e1; trial e6; none e7.
+    let path = "/api/v1/llm/costs?period=30d&as_of=2025-11-20";
+    let b = get(&app, path).await;
+    assert_eq!(
+        tiers(&b),
+        want(&[
+            ("pro", "14.8", 6),
+            ("basic", "4", 1),
+            ("trial", "2", 1),
+            ("none", "0", 1)
+        ])
+    );
+    assert_eq!(first.computed(), 9, "every day was kept");
+
+    // A call on 11-12 by c1 (pro since 11-10): that day alone is attributed again.
+    let x1 = llm(
+        "x1",
+        "2025-11-12T13:00:00Z",
+        Some("c1"),
+        "gpt-4o",
+        "openai",
+        (10, 10),
+        Some("5"),
+        Some(false),
+        100,
+        200,
+    );
+    ok(&app, app.post("/api/v1/events", json!([x1])).await).await;
+    let b = get(&app, path).await;
+    assert_eq!(
+        tiers(&b),
+        want(&[
+            ("pro", "19.8", 7),
+            ("basic", "4", 1),
+            ("trial", "2", 1),
+            ("none", "0", 1)
+        ])
+    );
+    assert_eq!(first.computed(), 10);
+
+    // An invoice: a new book, in which no tier moved: every day is carried over.
+    let r = app
+        .put(
+            "/api/v1/invoices/x1",
+            json!({"customer_id": "c1", "amount": "10.00", "currency": "USD", "status": "paid", "issued_at": "2025-11-18T00:00:00Z", "paid_at": "2025-11-18T00:00:00Z"}),
+        )
+        .await;
+    ok(&app, r).await;
+    let b = get(&app, path).await;
+    assert_eq!(
+        tiers(&b),
+        want(&[
+            ("pro", "19.8", 7),
+            ("basic", "4", 1),
+            ("trial", "2", 1),
+            ("none", "0", 1)
+        ])
+    );
+    let second = kept().await;
+    assert!(!Arc::ptr_eq(&first, &second), "a new book");
+    assert_eq!(second.computed(), 0);
+
+    // s2 (c2, pro) canceled at 11-15 12:00: e4 (11-15 09:00) stays pro, e5 (11-16) and
+    // e14 (11-20) have no tier: pro 8 + 0 + 5 + 2.8 + 3, none 0 + 0 + 1.
+    let r = app
+        .post(
+            "/api/v1/subscriptions/s2/cancel",
+            json!({"effective_at": "2025-11-15T12:00:00Z"}),
+        )
+        .await;
+    ok(&app, r).await;
+    let b = get(&app, path).await;
+    assert_eq!(
+        tiers(&b),
+        want(&[
+            ("pro", "18.8", 5),
+            ("basic", "4", 1),
+            ("trial", "2", 1),
+            ("none", "1", 3)
+        ])
+    );
+    // Tiers differ from 11-15 12:00: the days with calls before 11-15 (10-25, 11-05,
+    // 11-12) are carried over, those from 11-15 (11-15, 11-16, 11-18, 11-19, 11-20)
+    // attributed again.
+    let third = kept().await;
+    assert_eq!(third.computed(), 5);
+}
+
+/// Whole days kept and partial days computed add up to what one attribution over the
+/// whole span gives, for spans that start and end inside days, cover one day or part of
+/// one, and cross the tier change of c1 (11-10) and the trial of c3.
+async fn tiers_kept_by_day_equal_tiers_over_the_span(store: TestStore) {
+    use tally_server::analytics::usage::tiers::{by_tier, by_tier_kept, TierDays};
+    use tally_store::{Measure, UsageDim, UsageQuery};
+    let app = fixture(store).await;
+    let s = &app.state;
+    let book = s.cache.book(s).await.unwrap();
+    let kept = TierDays::default();
+    let mut computed = Vec::new();
+    for (a, b) in [
+        ("2025-10-20T00:00:00Z", "2025-11-21T00:00:00Z"),
+        ("2025-11-01T06:00:00Z", "2025-11-20T12:00:00Z"),
+        ("2025-11-05T10:00:00Z", "2025-11-12T10:30:00Z"),
+        ("2025-11-12T10:30:00Z", "2025-11-12T11:30:00Z"),
+        ("2025-11-15T00:00:00Z", "2025-11-17T00:00:00Z"),
+        ("2025-10-20T00:00:00Z", "2025-11-21T00:00:00Z"),
+    ] {
+        let mut q = UsageQuery::new(tally_core::event::EventKind::Usage, Span::new(t(a), t(b)))
+            .only(&[Measure::Events, Measure::Cost]);
+        q.llm_only = true;
+        let per_day: std::collections::HashMap<i64, i64> = s
+            .store
+            .usage(&q.clone().group(&[UsageDim::Day]))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.day.unwrap(), r.events))
+            .collect();
+        let whole = by_tier(s, &book, &q).await.unwrap();
+        assert!(!whole.is_empty());
+        let by_days = by_tier_kept(s, &book, &kept, &q, &per_day).await.unwrap();
+        let summary = |m: &std::collections::BTreeMap<String, tally_store::UsageRow>| {
+            m.iter()
+                .filter(|(_, r)| r.events > 0)
+                .map(|(t, r)| (t.clone(), r.events, r.cost))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(summary(&by_days), summary(&whole), "{a} .. {b}");
+        computed.push(kept.computed());
+    }
+    // The first span's 8 days with calls (10-25, 11-05, 11-12, 11-15, 11-16, 11-18,
+    // 11-19, 11-20) were attributed; the last span repeats it and finds them all kept.
+    assert_eq!(computed[0], 8);
+    assert_eq!(computed[computed.len() - 1], computed[computed.len() - 2]);
+}
+
 async fn llm_cache_stats(store: TestStore) {
     let app = fixture(store).await;
     let b = get(&app, "/api/v1/llm/cache-stats?range=month").await;
@@ -711,6 +887,107 @@ async fn services_performance(store: TestStore) {
     // 30d: all four checks, 2 up: 50 %.
     let b = get(&app, "/api/v1/analytics/services/performance?window=30d").await;
     eq(&b["overall_uptime"], "50");
+}
+
+/// `metering/service` keeps each customer's totals of the days before the period's last
+/// one, and of the last one apart: each is read again when its days' events change.
+async fn metering_top_users_kept(store: TestStore) {
+    let app = fixture(store).await;
+    let users = &app.state.cache.users;
+    // Services with usage events: llm_api (through e13 on 11-21) and search (through
+    // 11-20): for each, the month before its last day, and its last day.
+    let warmed = tally_server::cache::warm(&app.state).await.unwrap();
+    assert_eq!(warmed.metered_services, 2);
+    assert_eq!(users.reads(), 4);
+    let top = |b: &Value| -> Vec<(String, i64, i64, Decimal)> {
+        b["top_users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                (
+                    u["customer_id"].as_str().unwrap().to_string(),
+                    u["api_calls"].as_i64().unwrap(),
+                    u["total_tokens"].as_i64().unwrap(),
+                    d(&u["cost_credits"]),
+                )
+            })
+            .collect()
+    };
+    let want = |rows: &[(&str, i64, i64, &str)]| -> Vec<(String, i64, i64, Decimal)> {
+        rows.iter()
+            .map(|(c, n, tokens, cost)| (c.to_string(), *n, *tokens, dec(cost)))
+            .collect()
+    };
+    // Through the end of 11-20: 11-01 … 11-19 and 11-20 of llm_api were not kept.
+    // As in `metering_service`: c1 e1–e3, c2 e4, e5, e14, c3 e6.
+    let path = "/api/v1/metering/service/llm_api?period=this_month&as_of=2025-11-20";
+    let b = get(&app, path).await;
+    let before = want(&[
+        ("c1", 3, 4800, "12"),
+        ("c2", 3, 2250, "3.8"),
+        ("c3", 1, 600, "2"),
+    ]);
+    assert_eq!(top(&b), before);
+    assert_eq!(users.reads(), 6);
+    assert_eq!(top(&get(&app, path).await), before);
+    assert_eq!(users.reads(), 6, "kept");
+
+    // Three calls of c3 on 11-05, a kept day: read again. c3: 4 calls, 600 + 3 × 200
+    // tokens, 2 + 3 × 5 credits.
+    let calls: Vec<Value> = (0..3)
+        .map(|i| {
+            llm(
+                &format!("y{i}"),
+                "2025-11-05T12:00:00Z",
+                Some("c3"),
+                "gpt-4o",
+                "openai",
+                (150, 50),
+                Some("5"),
+                None,
+                100,
+                200,
+            )
+        })
+        .collect();
+    ok(&app, app.post("/api/v1/events", json!(calls)).await).await;
+    let b = get(&app, path).await;
+    assert_eq!(
+        top(&b),
+        want(&[
+            ("c3", 4, 1200, "17"),
+            ("c1", 3, 4800, "12"),
+            ("c2", 3, 2250, "3.8"),
+        ])
+    );
+    assert_eq!(users.reads(), 7);
+
+    // A call of c2 on 11-20, the last day: only that day is read again. c2: 4 calls, 2250 + 20
+    // tokens, 3.8 + 1 credits, after c3 (same calls, more cost).
+    let call = llm(
+        "y3",
+        "2025-11-20T20:00:00Z",
+        Some("c2"),
+        "gpt-4o",
+        "openai",
+        (10, 10),
+        Some("1"),
+        None,
+        100,
+        200,
+    );
+    ok(&app, app.post("/api/v1/events", json!([call])).await).await;
+    let b = get(&app, path).await;
+    assert_eq!(
+        top(&b),
+        want(&[
+            ("c3", 4, 1200, "17"),
+            ("c2", 4, 2270, "4.8"),
+            ("c1", 3, 4800, "12"),
+        ])
+    );
+    assert_eq!(users.reads(), 8);
 }
 
 async fn metering_service(store: TestStore) {
@@ -927,12 +1204,15 @@ both_stores!(
     figures_of_the_composites,
     llm_usage_summary,
     llm_costs,
+    llm_costs_kept_days,
+    tiers_kept_by_day_equal_tiers_over_the_span,
     llm_cache_stats,
     services_popularity,
     services_cost_per_user,
     services_adoption,
     services_performance,
     metering_service,
+    metering_top_users_kept,
     metering_summary,
     bad_parameters,
     later_data_changes_nothing,

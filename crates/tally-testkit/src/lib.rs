@@ -147,6 +147,8 @@ pub async fn send(
 /// The app over a test store, with an admin key, called without a socket.
 pub struct TestApp {
     pub router: Router,
+    /// The router's state: its caches are the ones requests fill.
+    pub state: AppState,
     pub secret: String,
     pub store: TestStore,
 }
@@ -167,7 +169,8 @@ impl TestApp {
             Clock::Fixed(now),
         );
         TestApp {
-            router: tally_server::app(state),
+            router: tally_server::app(state.clone()),
+            state,
             secret,
             store,
         }

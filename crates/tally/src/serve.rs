@@ -28,6 +28,26 @@ pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>)
         ms = started.elapsed().as_millis() as u64,
         "customer numbers preloaded"
     );
+    let state = AppState::new(
+        store.clone(),
+        cfg.server.clone(),
+        cfg.prices.clone(),
+        cfg.money.clone(),
+        Clock::System,
+    );
+    // The server answers without them, only slower at first: a failure is reported and
+    // start-up goes on.
+    match tally_server::cache::warm(&state).await {
+        Ok(w) => tracing::info!(
+            book_ms = w.book_ms as u64,
+            llm_tier_days = w.llm_tier_days,
+            llm_tiers_ms = w.llm_tiers_ms as u64,
+            metered_services = w.metered_services,
+            metered_ms = w.metered_ms as u64,
+            "caches warmed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "warming the caches failed; requests will fill them"),
+    }
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
         .with_context(|| format!("binding {}", cfg.bind))?;
@@ -38,13 +58,6 @@ pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>)
     if let Some(b) = banner {
         println!("{}", b.replace("{addr}", &addr.to_string()));
     }
-    let state = AppState::new(
-        store,
-        cfg.server.clone(),
-        cfg.prices.clone(),
-        cfg.money.clone(),
-        Clock::System,
-    );
     tally_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("tally stopped");
     Ok(())

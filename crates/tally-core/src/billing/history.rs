@@ -245,6 +245,35 @@ impl History {
         }
     }
 
+    /// Subscriber `i`'s tier name at t (`None` for no subscriber).
+    fn tier_name_at(&self, i: Option<usize>, t: Micros) -> Option<&str> {
+        let tier = i.and_then(|i| self.state_at(i, t).tier)?;
+        Some(self.tiers[tier as usize].as_str())
+    }
+
+    /// The first instant at which subscriber `i` of `self` and subscriber `j` of `other`
+    /// (`None`: not a subscriber there, so never a tier) have different tiers. Tiers only
+    /// change at points, so comparing at every point of either is enough.
+    pub(crate) fn first_tier_difference(
+        &self,
+        i: Option<usize>,
+        other: &History,
+        j: Option<usize>,
+    ) -> Option<Micros> {
+        let mut instants: Vec<Micros> = Vec::new();
+        if let Some(i) = i {
+            instants.extend_from_slice(self.points_of(i));
+        }
+        if let Some(j) = j {
+            instants.extend_from_slice(other.points_of(j));
+        }
+        instants.sort_unstable();
+        instants.dedup();
+        instants
+            .into_iter()
+            .find(|&t| self.tier_name_at(i, t) != other.tier_name_at(j, t))
+    }
+
     fn state_at(&self, i: usize, t: Micros) -> &State {
         self.state(i, self.points_of(i).partition_point(|&p| p <= t))
     }

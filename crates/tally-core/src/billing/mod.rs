@@ -335,6 +335,33 @@ impl Book {
             })
     }
 
+    /// The first instant at which some customer's tier (`tier_at`) in this book differs
+    /// from their tier in `other`; `None` when every customer has the same tier at every
+    /// instant in both (writes that change no subscription, or change one without moving
+    /// its tier). Figures attributed to tiers before that instant hold for both books.
+    pub fn first_tier_difference(&self, other: &Book) -> Option<Micros> {
+        let (mine, theirs) = (self.history(), other.history());
+        let a: Vec<&str> = self.subscriber_ids().collect();
+        let b: Vec<&str> = other.subscriber_ids().collect();
+        let (mut i, mut j) = (0, 0);
+        let mut first: Option<Micros> = None;
+        // Both lists are in id order: walk them together.
+        while i < a.len() || j < b.len() {
+            let (x, y) = match (a.get(i), b.get(j)) {
+                (Some(p), Some(q)) if p == q => (Some(i), Some(j)),
+                (Some(p), Some(q)) if p < q => (Some(i), None),
+                (Some(_), None) => (Some(i), None),
+                _ => (None, Some(j)),
+            };
+            if let Some(t) = mine.first_tier_difference(x, theirs, y) {
+                first = Some(first.map_or(t, |f| f.min(t)));
+            }
+            i += usize::from(x.is_some());
+            j += usize::from(y.is_some());
+        }
+        first
+    }
+
     /// Ids of customers that have at least one subscription, in id order.
     pub fn subscriber_ids(&self) -> impl Iterator<Item = &str> {
         self.subs.keys().map(String::as_str)

@@ -408,4 +408,39 @@ proptest! {
             prop_assert_eq!(states, expected, "at {}", t);
         }
     }
+
+    /// `first_tier_difference` is the first instant at which two books give some customer
+    /// different tiers: before it every customer's tier agrees at every point of either
+    /// book (and their neighbours), and at it one differs. The second book shares a prefix
+    /// of the first one's subscriptions, so the difference is anywhere from none to all.
+    #[test]
+    fn first_tier_difference_is_the_first(
+        specs in prop::collection::vec(wide_spec(), 0..10),
+        keep in 0usize..10,
+        extra in prop::collection::vec(wide_spec(), 0..3),
+        probes in prop::collection::vec(instant(), 0..8),
+    ) {
+        let a = wide_book(&specs);
+        let other: Vec<WideSpec> = specs.iter().take(keep).cloned().chain(extra).collect();
+        let b = wide_book(&other);
+        let first = a.first_tier_difference(&b);
+        prop_assert_eq!(first, b.first_tier_difference(&a));
+        let ids: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+        let mut ts = probes.clone();
+        for id in &ids {
+            for book in [&a, &b] {
+                ts.extend(book.change_points(id, Micros::MIN, Micros::MAX).into_iter().flat_map(|p| [p - 1, p, p + 1]));
+            }
+        }
+        for &t in &ts {
+            if first.is_none_or(|f| t < f) {
+                for id in &ids {
+                    prop_assert_eq!(a.tier_at(id, t), b.tier_at(id, t), "{} at {}", id, t);
+                }
+            }
+        }
+        if let Some(f) = first {
+            prop_assert!(ids.iter().any(|id| a.tier_at(id, f) != b.tier_at(id, f)));
+        }
+    }
 }

@@ -304,9 +304,11 @@ pub async fn run(args: Args) -> Result<report::Report> {
     // 4. Latency: a fresh server, cold rounds (computed), then warm (cached).
     let as_of = END.to_owned();
     let after = format!("{}T12:00:00Z", end + chrono::Days::new(2));
+    let t = Instant::now();
     let srv = server::Server::start(&tally_bin, &url).await?;
+    let server_start_seconds = t.elapsed().as_secs_f64();
     say(format!(
-        "server restarted; {} cold rounds, {} warm requests per endpoint",
+        "server restarted in {server_start_seconds:.1} s (caches warmed); {} cold rounds, {} warm requests per endpoint",
         args.cold_rounds, args.warm
     ));
     let cold = latency::cold(
@@ -458,6 +460,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
             spool_seconds,
             usage_events: spool.events,
             analyze_seconds,
+            server_start_seconds,
         },
         ingestion: report::Ingestion {
             events: total_events,

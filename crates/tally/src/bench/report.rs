@@ -20,6 +20,9 @@ pub struct Generation {
     /// Refreshing the planner statistics after ingestion, before the latency phase
     /// (`Store::analyze`).
     pub analyze_seconds: f64,
+    /// From starting the server for the latency phase to its "listening on" line: opening
+    /// the store and warming its caches (`tally_server::cache::warm`).
+    pub server_start_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -258,10 +261,11 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
         );
         let _ = writeln!(
             s,
-            "| generation | entities {:.1} s, usage events spooled in {:.1} s, planner statistics after ingestion {:.1} s; whole run {:.0} s |",
+            "| generation | entities {:.1} s, usage events spooled in {:.1} s, planner statistics after ingestion {:.1} s, server start with caches warmed {:.1} s; whole run {:.0} s |",
             self.generation.entities_seconds,
             self.generation.spool_seconds,
             self.generation.analyze_seconds,
+            self.generation.server_start_seconds,
             self.total_seconds
         );
         let _ = writeln!(

@@ -1,8 +1,8 @@
 //! LLM calls: usage summary, costs (by model, by tier, by day) and response-cache
 //! statistics. An LLM call is a usage event with a model.
 
-use super::tiers::by_tier;
-use super::{book, credits, day_label, days_of, mean_latency, percent, r2, r2_opt, rows, SpanView};
+use super::tiers::by_tier_kept;
+use super::{credits, day_label, days_of, mean_latency, percent, r2, r2_opt, rows, SpanView};
 use crate::analytics::params::{calendar_days, parse_days_period, AsOfParam, Range};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Query;
@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use tally_core::event::EventKind;
+use tally_core::time::MICROS_PER_DAY;
 use tally_store::{Measure, Span, UsageDim, UsageQuery, UsageRow};
 use utoipa::{IntoParams, ToSchema};
 
@@ -20,6 +21,32 @@ fn llm_query(span: Span) -> UsageQuery {
     let mut q = UsageQuery::new(EventKind::Usage, span);
     q.llm_only = true;
     q
+}
+
+/// The longest `period` of `llm/costs`, in days.
+const MAX_COST_DAYS: i64 = 365;
+
+/// Attributes the LLM calls and cost of whole days to tiers ahead of `llm/costs`: the
+/// days with calls among the `MAX_COST_DAYS` ending with the last such day through
+/// tomorrow. Returns how many days are kept afterwards.
+pub async fn warm_cost_tiers(s: &AppState) -> ApiResult<usize> {
+    let tomorrow = super::day_index(s.clock.now()) + 1;
+    let all = llm_query(Span::new(0, (tomorrow + 1) * MICROS_PER_DAY));
+    let calls_per_day: HashMap<i64, i64> = rows(s, &all.clone().group(&[UsageDim::Day]))
+        .await?
+        .into_iter()
+        .filter(|r| r.events > 0)
+        .filter_map(|r| Some((r.day?, r.events)))
+        .collect();
+    let (book, kept) = s.cache.book_and_llm_tiers(s).await?;
+    let Some(&last) = calls_per_day.keys().max() else {
+        return Ok(kept.len());
+    };
+    let first = (last - MAX_COST_DAYS + 1).max(0);
+    let span = Span::new(first * MICROS_PER_DAY, (last + 1) * MICROS_PER_DAY);
+    let q = llm_query(span).only(&[Measure::Events, Measure::Cost]);
+    by_tier_kept(s, &book, &kept, &q, &calls_per_day).await?;
+    Ok(kept.len())
 }
 
 /// `range`: day, week, month (default) or year.
@@ -229,12 +256,21 @@ pub async fn costs(
         })
         .collect();
 
-    let book = book(&s).await?;
-    // The tiers need calls and cost only; their query reads a row per customer and day.
-    let tiers = by_tier(
+    let per_day: HashMap<i64, UsageRow> = rows(&s, &q.clone().group(&[UsageDim::Day]))
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.day?, r)))
+        .collect();
+    let calls_per_day: HashMap<i64, i64> = per_day.iter().map(|(d, r)| (*d, r.events)).collect();
+
+    let (book, kept) = s.cache.book_and_llm_tiers(&s).await?;
+    // The tiers need calls and cost only; a day not kept reads a row per customer.
+    let tiers = by_tier_kept(
         &s,
         &book,
+        &kept,
         &q.clone().only(&[Measure::Events, Measure::Cost]),
+        &calls_per_day,
     )
     .await?;
     let mut cost_by_tier: Vec<(String, UsageRow)> = tiers.into_iter().collect();
@@ -249,11 +285,6 @@ pub async fn costs(
         })
         .collect();
 
-    let per_day: HashMap<i64, UsageRow> = rows(&s, &q.clone().group(&[UsageDim::Day]))
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r.day?, r)))
-        .collect();
     let daily_trend = days_of(span)
         .map(|d| {
             let r = per_day.get(&d).cloned().unwrap_or_default();

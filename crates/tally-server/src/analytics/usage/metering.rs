@@ -1,6 +1,7 @@
 //! Metering over calendar periods: one service in detail, and every service with the
 //! period's revenue and gross margin.
 
+use super::users_kept::top_users;
 use super::{credits, day_label, days_of, percent, r2, r2_opt, registry, rows, totals, SpanView};
 use crate::analytics::params::{AsOfParam, CalendarPeriod};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -14,8 +15,8 @@ use std::collections::HashMap;
 use tally_core::event::EventKind;
 use tally_core::model::CostCategory;
 use tally_core::money;
-use tally_core::time::Month;
-use tally_store::{Measure, UsageDim, UsageQuery, UsageRow};
+use tally_core::time::{Month, MICROS_PER_DAY};
+use tally_store::{Span, UsageDim, UsageQuery, UsageRow};
 use utoipa::{IntoParams, ToSchema};
 
 /// Most customers listed in `top_users`.
@@ -98,40 +99,22 @@ pub async fn service(
     q.service = Some(name.clone());
 
     let total = totals(&s, &q).await?;
-    // A row per customer and day is read: ask for what the top users show.
-    let per_user = q.clone().group(&[UsageDim::Customer]).only(&[
-        Measure::Events,
-        Measure::Cost,
-        Measure::InputTokens,
-        Measure::OutputTokens,
-        Measure::Quantity,
-    ]);
-    let mut users: Vec<UsageRow> = rows(&s, &per_user)
-        .await?
-        .into_iter()
-        .filter(|r| r.customer_id.is_some() && r.events > 0)
-        .collect();
-    users.sort_by(|a, b| {
-        b.events
-            .cmp(&a.events)
-            .then(b.cost.cmp(&a.cost))
-            .then(a.customer_id.cmp(&b.customer_id))
-    });
-    let top_users = users
-        .into_iter()
-        .take(TOP_USERS)
-        .map(|r| TopUser {
-            api_calls: r.events,
-            total_tokens: r.input_tokens + r.output_tokens,
-            cost_credits: r2(credits(r.cost)),
-            units: units(r.quantity),
-            customer_id: r.customer_id.unwrap_or_default(),
-        })
-        .collect();
     let per_day: HashMap<i64, UsageRow> = rows(&s, &q.clone().group(&[UsageDim::Day]))
         .await?
         .into_iter()
         .filter_map(|r| Some((r.day?, r)))
+        .collect();
+    let events_per_day: HashMap<i64, i64> = per_day.iter().map(|(d, r)| (*d, r.events)).collect();
+    let top_users = top_users(&s, &s.cache.users, &q, &events_per_day, TOP_USERS)
+        .await?
+        .into_iter()
+        .map(|(customer_id, t)| TopUser {
+            api_calls: t.events,
+            total_tokens: t.input_tokens + t.output_tokens,
+            cost_credits: r2(credits(t.cost)),
+            units: units(t.quantity),
+            customer_id,
+        })
         .collect();
     let usage_by_day = days_of(span)
         .map(|d| {
@@ -158,6 +141,36 @@ pub async fn service(
         usage_by_day,
         unpriced_calls: total.unpriced,
     }))
+}
+
+/// Keeps every service's customers' totals of the month of its latest events (through
+/// tomorrow), before the last day, ahead of `metering/service` (its default period is
+/// this month). Returns how many services had events.
+pub async fn warm_top_users(s: &AppState) -> ApiResult<usize> {
+    let tomorrow = super::day_index(s.clock.now()) + 1;
+    let all = UsageQuery::new(
+        EventKind::Usage,
+        Span::new(0, (tomorrow + 1) * MICROS_PER_DAY),
+    );
+    let mut per_service: HashMap<String, HashMap<i64, i64>> = HashMap::new();
+    for r in rows(s, &all.group(&[UsageDim::Service, UsageDim::Day])).await? {
+        if let (Some(service), Some(day), true) = (r.service, r.day, r.events > 0) {
+            per_service
+                .entry(service)
+                .or_default()
+                .insert(day, r.events);
+        }
+    }
+    for (service, events_per_day) in &per_service {
+        let Some(&last) = events_per_day.keys().max() else {
+            continue;
+        };
+        let as_of = (last + 1) * MICROS_PER_DAY - 1;
+        let mut q = UsageQuery::new(EventKind::Usage, CalendarPeriod::ThisMonth.span(as_of));
+        q.service = Some(service.clone());
+        top_users(s, &s.cache.users, &q, events_per_day, TOP_USERS).await?;
+    }
+    Ok(per_service.len())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

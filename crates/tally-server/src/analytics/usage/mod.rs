@@ -7,6 +7,7 @@ pub mod llm;
 pub mod metering;
 pub mod services;
 pub mod tiers;
+pub mod users_kept;
 
 use crate::error::ApiResult;
 use crate::state::AppState;

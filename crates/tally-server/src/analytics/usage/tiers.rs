@@ -7,8 +7,11 @@
 use super::rows;
 use crate::error::ApiResult;
 use crate::state::AppState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tally_core::billing::Book;
+use tally_core::time::{Micros, MICROS_PER_DAY};
 use tally_store::{Span, UsageDim, UsageQuery, UsageRow};
 
 /// The tier of events without a customer, or whose customer had no active subscription.
@@ -59,6 +62,12 @@ fn tier_pieces(book: &Book, customer: &str, span: Span) -> Vec<(Span, String)> {
     out
 }
 
+/// Aggregates by tier.
+type ByTier = BTreeMap<String, UsageRow>;
+
+/// Aggregates by tier, per day (`Some(day)`) or over the whole span (`None`).
+type Attributed = BTreeMap<Option<i64>, ByTier>;
+
 /// Aggregates of the events `base` selects, by the tier of each event's customer at the
 /// event's time. `base`'s grouping and customer filter are replaced.
 ///
@@ -70,29 +79,58 @@ pub async fn by_tier(
     book: &Book,
     base: &UsageQuery,
 ) -> ApiResult<BTreeMap<String, UsageRow>> {
+    Ok(attribute(state, book, base, false)
+        .await?
+        .remove(&None)
+        .unwrap_or_default())
+}
+
+/// [`by_tier`], per day of the span when `per_day` (each day's figures then cover the
+/// part of the day inside the span), in the same two store calls.
+async fn attribute(
+    state: &AppState,
+    book: &Book,
+    base: &UsageQuery,
+    per_day: bool,
+) -> ApiResult<Attributed> {
     let span = base.span;
-    let mut per_customer = base.clone().group(&[UsageDim::Customer]);
+    let group: &[UsageDim] = if per_day {
+        &[UsageDim::Day, UsageDim::Customer]
+    } else {
+        &[UsageDim::Customer]
+    };
+    let mut per_customer = base.clone().group(group);
     per_customer.customer = None;
-    let mut out: BTreeMap<String, UsageRow> = BTreeMap::new();
-    // (customer, piece) of the customers whose tier changes inside the span.
+    let mut out = Attributed::new();
+    // (customer, piece) of the customers whose tier changes inside the span (or day), and
+    // where each piece's figures go.
     let mut pieces: Vec<(String, Span)> = Vec::new();
-    let mut piece_tiers: Vec<String> = Vec::new();
+    let mut piece_places: Vec<(Option<i64>, String)> = Vec::new();
     for row in rows(state, &per_customer).await? {
         if row.events == 0 {
             continue;
         }
+        let day = row.day.filter(|_| per_day);
+        let tiers = out.entry(day).or_default();
         let Some(customer) = row.customer_id.as_deref() else {
-            add(out.entry(NO_TIER.to_string()).or_default(), &row);
+            add(tiers.entry(NO_TIER.to_string()).or_default(), &row);
             continue;
         };
-        let cut = tier_pieces(book, customer, span);
+        let within = match day {
+            Some(d) => Span::new(
+                span.start.max(d * MICROS_PER_DAY),
+                span.end.min((d + 1) * MICROS_PER_DAY),
+            ),
+            None => span,
+        };
+        let cut = tier_pieces(book, customer, within);
         if let [(_, tier)] = cut.as_slice() {
-            add(out.entry(tier.clone()).or_default(), &row);
+            add(tiers.entry(tier.clone()).or_default(), &row);
             continue;
         }
         for (piece, tier) in cut {
             pieces.push((customer.to_string(), piece));
-            piece_tiers.push(tier);
+            piece_places.push((day, tier));
         }
     }
     if pieces.is_empty() {
@@ -101,9 +139,139 @@ pub async fn by_tier(
     let mut q = base.clone().group(&[]);
     q.customer = None;
     let totals = state.store.usage_pieces(&q, &pieces).await?;
-    for (tier, total) in piece_tiers.into_iter().zip(totals) {
+    for ((day, tier), total) in piece_places.into_iter().zip(totals) {
         if total.events > 0 {
-            add(out.entry(tier).or_default(), &total);
+            add(out.entry(day).or_default().entry(tier).or_default(), &total);
+        }
+    }
+    Ok(out)
+}
+
+/// The figures by tier of whole UTC days, for one kind of query (the owner uses one
+/// `base` with every call), kept with the book they were attributed with.
+///
+/// A day's figures by tier are a function of the book and of that day's events only.
+/// Events are never changed or deleted once stored (a retried id is not stored again),
+/// so the number of events a query selects on a day identifies the events of that day
+/// it aggregates: a day is reused while that count is what it was when it was computed,
+/// and the book gives every customer the same tier during it (a new book comes with the
+/// days of the old one before its first tier difference, [`TierDays::kept_until`]). A
+/// write of events on one day makes that day alone be computed again.
+#[derive(Debug, Default)]
+pub struct TierDays {
+    /// By day: the events counted when it was attributed, and its figures by tier.
+    days: Mutex<HashMap<i64, (i64, Arc<ByTier>)>>,
+    computed: AtomicUsize,
+}
+
+impl TierDays {
+    fn get(&self, day: i64, events: i64) -> Option<Arc<ByTier>> {
+        let days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+        days.get(&day)
+            .filter(|(n, _)| *n == events)
+            .map(|(_, tiers)| tiers.clone())
+    }
+
+    fn put(&self, day: i64, events: i64, tiers: ByTier) {
+        let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+        days.insert(day, (events, Arc::new(tiers)));
+        self.computed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many days were attributed and kept so far (again after their events changed).
+    pub fn computed(&self) -> usize {
+        self.computed.load(Ordering::Relaxed)
+    }
+
+    /// The days that end at or before `until` (all with `None`), for a new book whose
+    /// customers have the same tiers as this one's before `until`
+    /// (`Book::first_tier_difference`): a write that moves no tier, or moves one from
+    /// some instant on, keeps the days before it.
+    pub fn kept_until(&self, until: Option<Micros>) -> TierDays {
+        let days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = days
+            .iter()
+            .filter(|(d, _)| until.is_none_or(|u| (**d + 1) * MICROS_PER_DAY <= u))
+            .map(|(d, v)| (*d, v.clone()))
+            .collect();
+        TierDays {
+            days: Mutex::new(kept),
+            computed: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many days are kept.
+    pub fn len(&self) -> usize {
+        self.days.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The most days [`by_tier_kept`] attributes per pair of store calls.
+const MAX_DAYS_PER_READ: usize = 7;
+
+/// [`by_tier`] with the whole days of the span taken from `kept` where they are still
+/// right, and those computed here added to it. `events_per_day` holds the number of
+/// events `base` selects on each day (its `events` counter grouped by day, read before
+/// this call); a day missing from it has none.
+///
+/// The partial days at the ends of the span (an `as_of` inside a day) are computed each
+/// time. The days to compute are read in one pair of store calls per run of up to
+/// `MAX_DAYS_PER_READ` consecutive days.
+pub async fn by_tier_kept(
+    state: &AppState,
+    book: &Book,
+    kept: &TierDays,
+    base: &UsageQuery,
+    events_per_day: &HashMap<i64, i64>,
+) -> ApiResult<BTreeMap<String, UsageRow>> {
+    let span = base.span;
+    let first = span.start.div_euclid(MICROS_PER_DAY) + i64::from(span.start % MICROS_PER_DAY != 0);
+    let end = span.end.div_euclid(MICROS_PER_DAY);
+    if first >= end {
+        return by_tier(state, book, base).await;
+    }
+    let mut out: BTreeMap<String, UsageRow> = BTreeMap::new();
+    let mut merge = |tiers: &BTreeMap<String, UsageRow>| {
+        for (tier, row) in tiers {
+            add(out.entry(tier.clone()).or_default(), row);
+        }
+    };
+    for edge in [
+        Span::new(span.start, first * MICROS_PER_DAY),
+        Span::new(end * MICROS_PER_DAY, span.end),
+    ] {
+        if edge.start < edge.end {
+            let mut q = base.clone();
+            q.span = edge;
+            merge(&by_tier(state, book, &q).await?);
+        }
+    }
+    let events = |d: i64| events_per_day.get(&d).copied().unwrap_or(0);
+    let mut missing: Vec<i64> = Vec::new();
+    for d in (first..end).filter(|d| events(*d) > 0) {
+        match kept.get(d, events(d)) {
+            Some(tiers) => merge(&tiers),
+            None => missing.push(d),
+        }
+    }
+    // A read returns a row per customer and day: at most a week per read bounds the
+    // memory (~40,000 customers a day at 100,000 customers).
+    let runs = missing
+        .chunk_by(|a, b| b - a == 1)
+        .flat_map(|run| run.chunks(MAX_DAYS_PER_READ));
+    for run in runs {
+        let (a, b) = (run[0], run[run.len() - 1] + 1);
+        let mut q = base.clone();
+        q.span = Span::new(a * MICROS_PER_DAY, b * MICROS_PER_DAY);
+        let mut computed = attribute(state, book, &q, true).await?;
+        for &d in run {
+            let tiers = computed.remove(&Some(d)).unwrap_or_default();
+            merge(&tiers);
+            kept.put(d, events(d), tiers);
         }
     }
     Ok(out)
