@@ -301,8 +301,9 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
             "\nTimes in ms, to the last byte; per endpoint, cold n = {}, warm n = {}. \
 *first*: the first request after the server started. *Cold*: computed, the response cache \
 bypassed (`Cache-Control: no-cache`), each round after the first following a write; the \
-subscription book stays in memory between rounds (it is rebuilt after entity writes only), \
-so only the first round loads it, in the first endpoint that needs it. *Warm*: the same \
+server loads the subscription book and the whole days it keeps before it listens \
+(`server start with caches warmed`), and the write before each round is dated after \
+`as_of`, so they stay right between rounds. *Warm*: the same \
 request again, {hits} of {warm} answered from the response cache.",
             range(|e| e.cold_n),
             range(|e| e.warm_n)
