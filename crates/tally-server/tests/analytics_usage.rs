@@ -564,6 +564,44 @@ async fn llm_costs(store: TestStore) {
     assert_eq!(b["unpriced_calls"], 1);
 }
 
+/// A gpt-4o call of `cust` with these tokens and cost (credits), 100 ms, status 200.
+fn gpt_call(id: &str, time: &str, cust: &str, tokens: (i64, i64), cost: &str) -> Value {
+    llm(
+        id,
+        time,
+        Some(cust),
+        "gpt-4o",
+        "openai",
+        tokens,
+        Some(cost),
+        None,
+        100,
+        200,
+    )
+}
+
+/// `cost_by_tier` of `llm/costs` at `path`: (tier, credits, calls).
+async fn cost_by_tier(app: &TestApp, path: &str) -> Vec<(String, Decimal, i64)> {
+    get(app, path).await["cost_by_tier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["tier"].as_str().unwrap().to_string(),
+                d(&r["cost_credits"]),
+                r["api_calls"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn tier_rows(rows: &[(&str, &str, i64)]) -> Vec<(String, Decimal, i64)> {
+    rows.iter()
+        .map(|(t, c, n)| (t.to_string(), dec(c), *n))
+        .collect()
+}
+
 /// `llm/costs` keeps each whole day's cost by tier with the book: a day is attributed
 /// again when its LLM calls change, every day when the book does, and the answers stay
 /// those worked out by hand.
@@ -583,32 +621,12 @@ async fn llm_costs_kept_days(store: TestStore) {
     };
     let first = kept().await;
     assert_eq!(first.computed(), 9);
-    let tiers = |b: &Value| -> Vec<(String, Decimal, i64)> {
-        b["cost_by_tier"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["tier"].as_str().unwrap().to_string(),
-                    d(&r["cost_credits"]),
-                    r["api_calls"].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    };
-    let want = |rows: &[(&str, &str, i64)]| -> Vec<(String, Decimal, i64)> {
-        rows.iter()
-            .map(|(t, c, n)| (t.to_string(), dec(c), *n))
-            .collect()
-    };
     // The end of 11-20: whole days only. As in `llm_costs`: pro e2, e3, e4, e5, e8, e14
     // (8 + 0 + 2.8 + 0 + 3 + 1); basic e1; trial e6; none e7.
     let path = "/api/v1/llm/costs?period=30d&as_of=2025-11-20";
-    let b = get(&app, path).await;
     assert_eq!(
-        tiers(&b),
-        want(&[
+        cost_by_tier(&app, path).await,
+        tier_rows(&[
             ("pro", "14.8", 6),
             ("basic", "4", 1),
             ("trial", "2", 1),
@@ -618,29 +636,15 @@ async fn llm_costs_kept_days(store: TestStore) {
     assert_eq!(first.computed(), 9, "every day was kept");
 
     // A call on 11-12 by c1 (pro since 11-10): that day alone is attributed again.
-    let x1 = llm(
-        "x1",
-        "2025-11-12T13:00:00Z",
-        Some("c1"),
-        "gpt-4o",
-        "openai",
-        (10, 10),
-        Some("5"),
-        Some(false),
-        100,
-        200,
-    );
+    let x1 = gpt_call("x1", "2025-11-12T13:00:00Z", "c1", (10, 10), "5");
     ok(&app, app.post("/api/v1/events", json!([x1])).await).await;
-    let b = get(&app, path).await;
-    assert_eq!(
-        tiers(&b),
-        want(&[
-            ("pro", "19.8", 7),
-            ("basic", "4", 1),
-            ("trial", "2", 1),
-            ("none", "0", 1)
-        ])
-    );
+    let with_x1 = tier_rows(&[
+        ("pro", "19.8", 7),
+        ("basic", "4", 1),
+        ("trial", "2", 1),
+        ("none", "0", 1),
+    ]);
+    assert_eq!(cost_by_tier(&app, path).await, with_x1);
     assert_eq!(first.computed(), 10);
 
     // An invoice: a new book, in which no tier moved: every day is carried over.
@@ -651,16 +655,7 @@ async fn llm_costs_kept_days(store: TestStore) {
         )
         .await;
     ok(&app, r).await;
-    let b = get(&app, path).await;
-    assert_eq!(
-        tiers(&b),
-        want(&[
-            ("pro", "19.8", 7),
-            ("basic", "4", 1),
-            ("trial", "2", 1),
-            ("none", "0", 1)
-        ])
-    );
+    assert_eq!(cost_by_tier(&app, path).await, with_x1);
     let second = kept().await;
     assert!(!Arc::ptr_eq(&first, &second), "a new book");
     assert_eq!(second.computed(), 0);
@@ -674,10 +669,9 @@ async fn llm_costs_kept_days(store: TestStore) {
         )
         .await;
     ok(&app, r).await;
-    let b = get(&app, path).await;
     assert_eq!(
-        tiers(&b),
-        want(&[
+        cost_by_tier(&app, path).await,
+        tier_rows(&[
             ("pro", "18.8", 5),
             ("basic", "4", 1),
             ("trial", "2", 1),
@@ -937,17 +931,12 @@ async fn metering_top_users_kept(store: TestStore) {
     // tokens, 2 + 3 × 5 credits.
     let calls: Vec<Value> = (0..3)
         .map(|i| {
-            llm(
+            gpt_call(
                 &format!("y{i}"),
                 "2025-11-05T12:00:00Z",
-                Some("c3"),
-                "gpt-4o",
-                "openai",
+                "c3",
                 (150, 50),
-                Some("5"),
-                None,
-                100,
-                200,
+                "5",
             )
         })
         .collect();
@@ -965,18 +954,7 @@ async fn metering_top_users_kept(store: TestStore) {
 
     // A call of c2 on 11-20, the last day: only that day is read again. c2: 4 calls, 2250 + 20
     // tokens, 3.8 + 1 credits, after c3 (same calls, more cost).
-    let call = llm(
-        "y3",
-        "2025-11-20T20:00:00Z",
-        Some("c2"),
-        "gpt-4o",
-        "openai",
-        (10, 10),
-        Some("1"),
-        None,
-        100,
-        200,
-    );
+    let call = gpt_call("y3", "2025-11-20T20:00:00Z", "c2", (10, 10), "1");
     ok(&app, app.post("/api/v1/events", json!([call])).await).await;
     let b = get(&app, path).await;
     assert_eq!(

@@ -2,7 +2,10 @@
 //! statistics. An LLM call is a usage event with a model.
 
 use super::tiers::by_tier_kept;
-use super::{credits, day_label, days_of, mean_latency, percent, r2, r2_opt, rows, SpanView};
+use super::{
+    credits, day_label, days_of, events_per_day, mean_latency, per_day, percent, r2, r2_opt, rows,
+    SpanView,
+};
 use crate::analytics::params::{calendar_days, parse_days_period, AsOfParam, Range};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Query;
@@ -11,7 +14,7 @@ use axum::extract::State;
 use axum::Json;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use tally_core::event::EventKind;
 use tally_core::time::MICROS_PER_DAY;
 use tally_store::{Measure, Span, UsageDim, UsageQuery, UsageRow};
@@ -32,12 +35,8 @@ const MAX_COST_DAYS: i64 = 365;
 pub async fn warm_cost_tiers(s: &AppState) -> ApiResult<usize> {
     let tomorrow = super::day_index(s.clock.now()) + 1;
     let all = llm_query(Span::new(0, (tomorrow + 1) * MICROS_PER_DAY));
-    let calls_per_day: HashMap<i64, i64> = rows(s, &all.clone().group(&[UsageDim::Day]))
-        .await?
-        .into_iter()
-        .filter(|r| r.events > 0)
-        .filter_map(|r| Some((r.day?, r.events)))
-        .collect();
+    let mut calls_per_day = events_per_day(&per_day(s, &all).await?);
+    calls_per_day.retain(|_, n| *n > 0);
     let (book, kept) = s.cache.book_and_llm_tiers(s).await?;
     let Some(&last) = calls_per_day.keys().max() else {
         return Ok(kept.len());
@@ -256,12 +255,8 @@ pub async fn costs(
         })
         .collect();
 
-    let per_day: HashMap<i64, UsageRow> = rows(&s, &q.clone().group(&[UsageDim::Day]))
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r.day?, r)))
-        .collect();
-    let calls_per_day: HashMap<i64, i64> = per_day.iter().map(|(d, r)| (*d, r.events)).collect();
+    let per_day = per_day(&s, &q).await?;
+    let calls_per_day = events_per_day(&per_day);
 
     let (book, kept) = s.cache.book_and_llm_tiers(&s).await?;
     // The tiers need calls and cost only; a day not kept reads a row per customer.

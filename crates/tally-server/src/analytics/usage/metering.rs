@@ -2,7 +2,10 @@
 //! period's revenue and gross margin.
 
 use super::users_kept::top_users;
-use super::{credits, day_label, days_of, percent, r2, r2_opt, registry, rows, totals, SpanView};
+use super::{
+    credits, day_label, days_of, events_per_day, per_day, percent, r2, r2_opt, registry, rows,
+    totals, SpanView,
+};
 use crate::analytics::params::{AsOfParam, CalendarPeriod};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Query;
@@ -16,7 +19,7 @@ use tally_core::event::EventKind;
 use tally_core::model::CostCategory;
 use tally_core::money;
 use tally_core::time::{Month, MICROS_PER_DAY};
-use tally_store::{Span, UsageDim, UsageQuery, UsageRow};
+use tally_store::{Span, UsageDim, UsageQuery};
 use utoipa::{IntoParams, ToSchema};
 
 /// Most customers listed in `top_users`.
@@ -99,13 +102,8 @@ pub async fn service(
     q.service = Some(name.clone());
 
     let total = totals(&s, &q).await?;
-    let per_day: HashMap<i64, UsageRow> = rows(&s, &q.clone().group(&[UsageDim::Day]))
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r.day?, r)))
-        .collect();
-    let events_per_day: HashMap<i64, i64> = per_day.iter().map(|(d, r)| (*d, r.events)).collect();
-    let top_users = top_users(&s, &s.cache.users, &q, &events_per_day, TOP_USERS)
+    let per_day = per_day(&s, &q).await?;
+    let top_users = top_users(&s, &s.cache.users, &q, &events_per_day(&per_day), TOP_USERS)
         .await?
         .into_iter()
         .map(|(customer_id, t)| TopUser {

@@ -13,13 +13,13 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tally_core::billing::Book;
 use tally_core::model::Service;
 use tally_core::money;
 use tally_core::time::{date_of, format_micros, Micros, MICROS_PER_DAY};
-use tally_store::{PageRequest, Span, UsageQuery, UsageRow};
+use tally_store::{PageRequest, Span, UsageDim, UsageQuery, UsageRow};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -39,6 +39,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Runs a usage query.
 pub(crate) async fn rows(state: &AppState, q: &UsageQuery) -> ApiResult<Vec<UsageRow>> {
     Ok(state.store.usage(q).await?)
+}
+
+/// Runs `q` grouped by day: each day's row, by day index.
+pub(crate) async fn per_day(state: &AppState, q: &UsageQuery) -> ApiResult<HashMap<i64, UsageRow>> {
+    Ok(rows(state, &q.clone().group(&[UsageDim::Day]))
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.day?, r)))
+        .collect())
+}
+
+/// The `events` counter of each day of `per_day`: what the kept whole days are checked
+/// against.
+pub(crate) fn events_per_day(per_day: &HashMap<i64, UsageRow>) -> HashMap<i64, i64> {
+    per_day.iter().map(|(d, r)| (*d, r.events)).collect()
 }
 
 /// Runs an ungrouped usage query: the store answers exactly one row.
