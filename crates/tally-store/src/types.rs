@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use tally_core::event::EventKind;
 use tally_core::model::*;
-use tally_core::time::Micros;
+use tally_core::time::{Micros, MICROS_PER_DAY};
 
 /// A half-open span of time `[start, end)`. An inclusive `as_of` is `end = as_of + 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,14 @@ impl Span {
 
     pub fn contains(&self, t: Micros) -> bool {
         self.start <= t && t < self.end
+    }
+
+    /// The whole UTC days `[first, end)` inside the span, as day indexes (empty when
+    /// `first >= end`); what is left at either end is a partial day.
+    pub fn whole_days(&self) -> (i64, i64) {
+        let first =
+            self.start.div_euclid(MICROS_PER_DAY) + i64::from(self.start % MICROS_PER_DAY != 0);
+        (first, self.end.div_euclid(MICROS_PER_DAY))
     }
 }
 

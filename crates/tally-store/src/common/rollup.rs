@@ -249,8 +249,7 @@ pub(crate) fn split(span: Span) -> (Option<(i64, i64)>, Vec<Span>) {
     if span.start >= span.end {
         return (None, vec![]);
     }
-    let d0 = span.start.div_euclid(MICROS_PER_DAY) + i64::from(span.start % MICROS_PER_DAY != 0);
-    let d1 = span.end.div_euclid(MICROS_PER_DAY);
+    let (d0, d1) = span.whole_days();
     if d0 >= d1 {
         return (None, vec![span]);
     }

@@ -229,8 +229,7 @@ pub async fn by_tier_kept(
     events_per_day: &HashMap<i64, i64>,
 ) -> ApiResult<BTreeMap<String, UsageRow>> {
     let span = base.span;
-    let first = span.start.div_euclid(MICROS_PER_DAY) + i64::from(span.start % MICROS_PER_DAY != 0);
-    let end = span.end.div_euclid(MICROS_PER_DAY);
+    let (first, end) = span.whole_days();
     if first >= end {
         return by_tier(state, book, base).await;
     }

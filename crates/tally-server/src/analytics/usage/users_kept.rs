@@ -102,16 +102,6 @@ impl KeptUsers {
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::Relaxed)
     }
-
-    /// How many spans are kept.
-    pub fn len(&self) -> u64 {
-        self.spans.run_pending_tasks();
-        self.spans.entry_count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Every customer's totals of `q`'s events, grouped by customer.
@@ -172,8 +162,7 @@ pub async fn top_users(
     n: usize,
 ) -> ApiResult<Vec<(String, UserTotals)>> {
     let span = q.span;
-    let first = span.start.div_euclid(MICROS_PER_DAY) + i64::from(span.start % MICROS_PER_DAY != 0);
-    let end = span.end.div_euclid(MICROS_PER_DAY);
+    let (first, end) = span.whole_days();
     let mut parts: Vec<Arc<Kept>> = Vec::new();
     let mut partial: Vec<Span> = Vec::new();
     if first < end {
