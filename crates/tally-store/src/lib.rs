@@ -61,9 +61,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations (idempotent; safe for several processes at once).
     async fn migrate(&self) -> StoreResult<()>;
 
-    /// Refreshes the query planner's statistics of tally's tables: `ANALYZE` on both
-    /// databases (PostgreSQL samples each table; SQLite reads every index, so it takes
-    /// time in proportion to the data and holds the write lock meanwhile).
+    /// Refreshes the query planner's statistics of tally's tables: `ANALYZE` on SQLite
+    /// (it reads every index, so it takes time in proportion to the data and holds the
+    /// write lock meanwhile), `VACUUM (ANALYZE)` on PostgreSQL (it samples each table, and
+    /// marks the pages all-visible so that covering indexes answer alone).
     ///
     /// Call it after a bulk load (`tally demo`, `tally import`, the benchmark). Without
     /// statistics a planner guesses row counts: PostgreSQL gathers them only through

@@ -78,8 +78,19 @@ impl Backend for Postgres {
         migrate_with_retry(|| MIGRATOR.run(&self.pool)).await
     }
 
-    /// `Store::analyze`: `ANALYZE` of every table of the schema tally's
+    /// `Store::analyze`: `VACUUM (ANALYZE)` of every table of the schema tally's
     /// migrations created its tables in (the connection's current schema), and no other.
+    ///
+    /// `ANALYZE` alone gives the planner statistics; the `VACUUM` marks the loaded pages
+    /// all-visible, without which PostgreSQL cannot answer from an index alone. At scale L
+    /// without it the month-to-date invoice figures (`invoice_stats`, over the covering
+    /// indexes of migration 0006) visited 25,000 heap pages in bitmap scans: 33-37 ms,
+    /// 110 ms on the first request after a start, which put `metrics/alerts` at 129-670 ms
+    /// then; with it they are index-only scans and alerts takes 15-25 ms. Autovacuum would
+    /// do the same in time, but it may be off (it is on this project's machine) or not
+    /// have run yet. It took 12 s at L against 1.3 s for `ANALYZE` alone, and does not
+    /// block reads or writes. Sent as a simple query: `VACUUM` cannot run in a
+    /// transaction block, which an extended-protocol statement may open.
     async fn analyze(&self) -> StoreResult<()> {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(tablename) FROM pg_tables \
@@ -88,7 +99,7 @@ impl Backend for Postgres {
         .fetch_all(&self.pool)
         .await?;
         if !tables.is_empty() {
-            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+            sqlx::raw_sql(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
                 .execute(&self.pool)
                 .await?;
         }

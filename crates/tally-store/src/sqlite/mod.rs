@@ -30,10 +30,22 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// `tally` command) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Page cache per connection, KiB.
+/// Page cache of the write connection, KiB.
 const CACHE_KIB: u32 = 64 * 1024;
-/// Reads through a memory map share the OS page cache instead of copying pages.
+/// The write connection reads through a memory map of this much of the file, sharing the
+/// OS page cache instead of copying pages.
 const MMAP_BYTES: u64 = 1 << 30;
+/// Page cache of each read connection, KiB (SQLite's default is 2 MiB).
+///
+/// A read connection drops its whole page cache, and unmaps its memory map, at the start
+/// of its first read after another connection committed (SQLite's
+/// `pagerBeginReadTransaction`), so what it keeps lasts only until the next write. Dropping
+/// is what costs: after `tally serve` warmed its caches through them at scale L, the first
+/// read after a write took 26-29 ms with a 64 MiB cache and a 1 GiB map (freeing the
+/// pages, then `munmap` of every page the warming had touched), 17-19 ms with an 8 MiB
+/// cache and the map, 7 ms with an 8 MiB cache and no map, otherwise 2-4 ms either way
+/// (docs/performance.md, "Read connections after a write").
+const READ_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages (4 KiB) after which a commit checkpoints (see where it is set).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// How long the event writer waits for the callers of its last group (see
@@ -64,11 +76,7 @@ impl SqliteStore {
             // FULL syncs the WAL on every commit: an acknowledged write survives a crash
             // of the process and a power loss.
             .synchronous(SqliteSynchronous::Full)
-            .pragma("temp_store", "memory")
-            // The events' indexes take random inserts (client ids) and outgrow SQLite's
-            // default 2 MiB cache fast; a miss is a read(2), a full cache spills to the WAL.
-            .pragma("cache_size", format!("-{}", CACHE_KIB))
-            .pragma("mmap_size", MMAP_BYTES.to_string());
+            .pragma("temp_store", "memory");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -79,6 +87,11 @@ impl SqliteStore {
             .connect_with(
                 options
                     .clone()
+                    // The events' indexes take random inserts (client ids) and outgrow
+                    // SQLite's default 2 MiB cache fast; a miss is a read(2), a full cache
+                    // spills to the WAL.
+                    .pragma("cache_size", format!("-{}", CACHE_KIB))
+                    .pragma("mmap_size", MMAP_BYTES.to_string())
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     // Checkpoint once the WAL holds 64 MiB instead of SQLite's default
@@ -95,7 +108,12 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(readers)
             .test_before_acquire(false)
-            .connect_with(options.read_only(true))
+            .connect_with(
+                options
+                    .read_only(true)
+                    .pragma("cache_size", format!("-{}", READ_CACHE_KIB))
+                    .pragma("mmap_size", "0"),
+            )
             .await?;
         let numbers = Arc::new(NumberCache::default());
         let events = GroupCommit::start(
@@ -189,4 +207,30 @@ impl WriteGroup for EventWriter {
 /// then writes could fail with SQLITE_BUSY (no waiting) if another process wrote between.
 async fn begin_write(pool: &SqlitePool) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &SqlitePool, name: &str) -> i64 {
+        sqlx::query_scalar(&format!("PRAGMA {name}"))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// The read connections keep a small page cache and no memory map (see
+    /// `READ_CACHE_KIB`); the write connection keeps its large ones.
+    #[tokio::test]
+    async fn read_connections_have_a_small_cache_and_no_memory_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let Sqlite { write, read, .. } = &store.backend;
+        // A negative cache_size is KiB; mmap_size is bytes.
+        assert_eq!(pragma(read, "cache_size").await, -8 * 1024);
+        assert_eq!(pragma(read, "mmap_size").await, 0);
+        assert_eq!(pragma(write, "cache_size").await, -64 * 1024);
+        assert_eq!(pragma(write, "mmap_size").await, 1 << 30);
+    }
 }
