@@ -87,7 +87,7 @@ impl Backend for Postgres {
     /// indexes of migration 0006) visited 25,000 heap pages in bitmap scans: 33-37 ms,
     /// 110 ms on the first request after a start, which put `metrics/alerts` at 129-670 ms
     /// then; with it they are index-only scans and alerts takes 15-25 ms. Autovacuum would
-    /// do the same in time, but it may be off (it is on this project's machine) or not
+    /// do the same in time, but it may be off (as on this project's machine) or not
     /// have run yet. It took 12 s at L against 1.3 s for `ANALYZE` alone, and does not
     /// block reads or writes. Sent as a simple query: `VACUUM` cannot run in a
     /// transaction block, which an extended-protocol statement may open.
