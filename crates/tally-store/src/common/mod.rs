@@ -8,6 +8,7 @@ mod entities;
 mod page;
 mod rollup;
 
+#[cfg(test)]
 pub(crate) use rollup::rollup_upserts;
 mod upsert;
 mod version;

@@ -40,6 +40,7 @@ const AGG_COLS: [&str; 13] = [
 ];
 
 /// The key columns of each rollup, and the expression over `events` that fills them.
+#[cfg(test)]
 const DAILY_KEYS: [(&str, &str); 6] = [
     ("kind", "kind"),
     ("day", "time / 86400000000"),
@@ -51,6 +52,7 @@ const DAILY_KEYS: [(&str, &str); 6] = [
         "CASE WHEN cache_hit IS NULL THEN -1 WHEN cache_hit THEN 1 ELSE 0 END",
     ),
 ];
+#[cfg(test)]
 const CUSTOMER_KEYS: [(&str, &str); 5] = [
     ("kind", "kind"),
     ("day", "time / 86400000000"),
@@ -62,6 +64,7 @@ const CUSTOMER_KEYS: [(&str, &str); 5] = [
 /// The two statements that add the events `source` selects (`FROM ... WHERE ...`, with
 /// `events`' columns) to the rollups. Rows go in key order, so that concurrent writers on
 /// PostgreSQL lock shared rollup rows in the same order and cannot deadlock.
+#[cfg(test)]
 pub(crate) fn rollup_upserts(source: &str) -> [String; 2] {
     let one = |table: &str, keys: &[(&str, &str)]| {
         let cols: Vec<&str> = keys.iter().map(|k| k.0).chain(AGG_COLS).collect();

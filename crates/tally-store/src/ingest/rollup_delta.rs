@@ -185,6 +185,52 @@ pub(crate) fn on_conflict_add(table: &str, keys: &[&str]) -> String {
     )
 }
 
+/// 3,000 random events for the stores' rollup tests: several days, both kinds, every
+/// kind of missing value, every tenth id sent again with another payload (the first
+/// payload counts), latencies in quarters (their sums are exact in any order).
+#[cfg(test)]
+pub(crate) fn random_events() -> Vec<Event> {
+    use tally_core::event::EventKind;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let opt = |i: u64, v: &[&str]| (i > 0).then(|| v[i as usize - 1].to_owned());
+    (0..3000)
+        .map(|i| {
+            let kind = [EventKind::Usage, EventKind::HealthCheck][(rnd(4) == 0) as usize];
+            let model = opt(rnd(3), &["m1", "m2"]);
+            Event {
+                // Every tenth id again, with another payload.
+                id: format!("d{}", if i % 10 == 9 { rnd(i) } else { i }),
+                kind,
+                time: 20_000 * MICROS_PER_DAY + rnd(4 * MICROS_PER_DAY as u64) as i64,
+                customer_id: opt(rnd(4), &["c1", "c2", "c3"]),
+                service: opt(rnd(3), &["a", "b"]),
+                quantity: rnd(5_000_000) as i64,
+                provider: model.as_ref().and_then(|_| opt(rnd(3), &["p1", "p2"])),
+                model,
+                input_tokens: rnd(1000) as i64,
+                cache_read_tokens: rnd(100) as i64,
+                cache_write_tokens: rnd(50) as i64,
+                output_tokens: rnd(500) as i64,
+                cache_hit: [None, Some(true), Some(false)][rnd(3) as usize],
+                // Quarters: sums are exact in any order.
+                latency_ms: [None, Some(rnd(4000) as f64 / 4.0)][rnd(2) as usize],
+                status_code: [None, Some(200), Some(503)][rnd(3) as usize],
+                cost: rnd(3_000_000) as i64,
+                cost_source: [CostSource::Given, CostSource::Priced, CostSource::Unpriced]
+                    [rnd(3) as usize],
+                up: (kind == EventKind::HealthCheck).then(|| rnd(3) != 0),
+                ..Event::blank("", kind, 0)
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,11 +174,10 @@ pub(super) async fn insert(
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::sqlite::ingest::rollup_delta::random_events;
     use crate::common::rollup_upserts;
     use crate::Store;
     use sqlx::{Connection, Executor, Row};
-    use tally_core::event::{CostSource, Event, EventKind};
-    use tally_core::time::MICROS_PER_DAY;
 
     /// Every row of both rollups, as text, in key order.
     async fn rollups(conn: &mut sqlx::PgConnection) -> Vec<String> {
@@ -198,7 +197,7 @@ mod tests {
     }
 
     /// The rollups that ingestion builds from its deltas equal `rollup_upserts` (the
-    /// definition of the rollups, which SQLite's ingestion runs as SQL) over every stored
+    /// definition of the rollups, which ingestion on neither store runs) over every stored
     /// event: random events in several groups, with ids sent again (the first payload
     /// counts), several days, every kind of missing value. And the activity bitmaps hold
     /// the customers of the stored events.
@@ -223,44 +222,7 @@ mod tests {
         let store = crate::PgStore::connect(url.as_str()).await.unwrap();
         store.migrate().await.unwrap();
 
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let opt = |i: u64, v: &[&str]| (i > 0).then(|| v[i as usize - 1].to_owned());
-        let events: Vec<Event> = (0..3000)
-            .map(|i| {
-                let kind = [EventKind::Usage, EventKind::HealthCheck][(rnd(4) == 0) as usize];
-                let model = opt(rnd(3), &["m1", "m2"]);
-                Event {
-                    // Every tenth id again, with another payload.
-                    id: format!("d{}", if i % 10 == 9 { rnd(i) } else { i }),
-                    kind,
-                    time: 20_000 * MICROS_PER_DAY + rnd(4 * MICROS_PER_DAY as u64) as i64,
-                    customer_id: opt(rnd(4), &["c1", "c2", "c3"]),
-                    service: opt(rnd(3), &["a", "b"]),
-                    quantity: rnd(5_000_000) as i64,
-                    provider: model.as_ref().and_then(|_| opt(rnd(3), &["p1", "p2"])),
-                    model,
-                    input_tokens: rnd(1000) as i64,
-                    cache_read_tokens: rnd(100) as i64,
-                    cache_write_tokens: rnd(50) as i64,
-                    output_tokens: rnd(500) as i64,
-                    cache_hit: [None, Some(true), Some(false)][rnd(3) as usize],
-                    // Quarters: sums are exact in any order.
-                    latency_ms: [None, Some(rnd(4000) as f64 / 4.0)][rnd(2) as usize],
-                    status_code: [None, Some(200), Some(503)][rnd(3) as usize],
-                    cost: rnd(3_000_000) as i64,
-                    cost_source: [CostSource::Given, CostSource::Priced, CostSource::Unpriced]
-                        [rnd(3) as usize],
-                    up: (kind == EventKind::HealthCheck).then(|| rnd(3) != 0),
-                    ..Event::blank("", kind, 0)
-                }
-            })
-            .collect();
+        let events = random_events();
         let store = std::sync::Arc::new(store);
         let mut tasks = Vec::new();
         for chunk in events.chunks(250) {
