@@ -68,6 +68,28 @@ pub(crate) fn serialize(bits: &RoaringBitmap) -> Vec<u8> {
     out
 }
 
+/// The (kind, day, service, customer id) that rows of `customer_activity` (kind, day,
+/// service, bits) hold, given each number's customer id: what the stores' tests compare
+/// with a scan of the events.
+#[cfg(test)]
+pub(crate) fn marked(
+    names: &HashMap<i64, String>,
+    rows: Vec<(String, i64, String, Vec<u8>)>,
+) -> BTreeSet<(String, i64, String, String)> {
+    let mut out = BTreeSet::new();
+    for (kind, day, service, bits) in rows {
+        for n in deserialize(&bits).unwrap() {
+            out.insert((
+                kind.clone(),
+                day,
+                service.clone(),
+                names[&i64::from(n)].clone(),
+            ));
+        }
+    }
+    out
+}
+
 pub(crate) fn deserialize(bytes: &[u8]) -> StoreResult<RoaringBitmap> {
     RoaringBitmap::deserialize_from(bytes).map_err(|e| {
         StoreError::Database(sqlx::Error::Decode(

@@ -249,7 +249,6 @@ mod tests {
         tx.rollback().await.unwrap();
         // The activity bitmaps, written by concurrent writers that lock their rows, hold
         // exactly the (kind, day, service, customer) of the stored events.
-        let mut marked = std::collections::BTreeSet::new();
         let names: std::collections::HashMap<i64, String> =
             sqlx::query_as("SELECT n, customer_id FROM customer_numbers")
                 .fetch_all(&mut conn)
@@ -262,16 +261,7 @@ mod tests {
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();
-        for (kind, day, service, bits) in rows {
-            for n in super::activity::deserialize(&bits).unwrap() {
-                marked.insert((
-                    kind.clone(),
-                    day,
-                    service.clone(),
-                    names[&i64::from(n)].clone(),
-                ));
-            }
-        }
+        let marked = super::activity::marked(&names, rows);
         let scanned: std::collections::BTreeSet<(String, i64, String, String)> = sqlx::query_as(
             "SELECT DISTINCT kind, time / 86400000000, COALESCE(service, ''), customer_id \
              FROM events WHERE customer_id IS NOT NULL",

@@ -135,60 +135,58 @@ pub(super) async fn insert(
     Ok((new.into_iter().map(|e| e.id.clone()).collect(), numbers))
 }
 
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
 /// Adds `deltas` to both rollups: one upsert per key, keys in order.
 async fn add_to_rollups(conn: &mut sqlx::SqliteConnection, deltas: &Deltas<'_>) -> StoreResult<()> {
-    fn bind_aggs<'q>(
-        q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-        a: &Agg,
-    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-        let ints = a.ints();
-        let q = ints[..8].iter().fold(q, |q, &i| q.bind(i));
-        let q = q.bind(a.latency_sum);
-        ints[8..].iter().fold(q, |q, &i| q.bind(i))
-    }
-    let cols = |keys: &[&str]| keys.len() + AGG_COLS.len();
-    let daily: Vec<_> = deltas.daily.iter().collect();
-    let (head, tail) = (
-        insert_head("usage_daily", &DAILY_KEYS),
-        on_conflict_add("usage_daily", &DAILY_KEYS),
-    );
-    let mut rest = daily.as_slice();
-    for size in insert_sizes(daily.len()) {
-        let (chunk, more) = rest.split_at(size);
-        rest = more;
-        let sql = values_sql(&head, size, cols(&DAILY_KEYS), &tail);
-        let mut q = sqlx::query::<Sqlite>(&sql);
-        for (k, a) in chunk {
-            q = q
-                .bind(k.kind)
-                .bind(k.day)
-                .bind(k.service)
-                .bind(k.model)
-                .bind(k.provider)
-                .bind(k.cache_hit);
-            q = bind_aggs(q, a);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    let customer: Vec<_> = deltas.customer.iter().collect();
-    let (head, tail) = (
-        insert_head("usage_daily_customer", &CUSTOMER_KEYS),
-        on_conflict_add("usage_daily_customer", &CUSTOMER_KEYS),
-    );
-    let mut rest = customer.as_slice();
-    for size in insert_sizes(customer.len()) {
-        let (chunk, more) = rest.split_at(size);
-        rest = more;
-        let sql = values_sql(&head, size, cols(&CUSTOMER_KEYS), &tail);
-        let mut q = sqlx::query::<Sqlite>(&sql);
-        for (k, a) in chunk {
-            q = q
-                .bind(k.kind)
+    upsert(conn, "usage_daily", &DAILY_KEYS, &deltas.daily, |q, k| {
+        q.bind(k.kind)
+            .bind(k.day)
+            .bind(k.service)
+            .bind(k.model)
+            .bind(k.provider)
+            .bind(k.cache_hit)
+    })
+    .await?;
+    upsert(
+        conn,
+        "usage_daily_customer",
+        &CUSTOMER_KEYS,
+        &deltas.customer,
+        |q, k| {
+            q.bind(k.kind)
                 .bind(k.day)
                 .bind(k.customer_id)
                 .bind(k.service)
-                .bind(k.llm);
-            q = bind_aggs(q, a);
+                .bind(k.llm)
+        },
+    )
+    .await
+}
+
+/// Adds `rows` to `table`, whose key columns `keys` hold what `bind_key` binds, in
+/// multi-row upserts of the fixed sizes.
+async fn upsert<'a, K: 'a>(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    keys: &[&str],
+    rows: &'a std::collections::BTreeMap<K, Agg>,
+    bind_key: impl for<'q> Fn(Query<'q>, &'q K) -> Query<'q>,
+) -> StoreResult<()> {
+    let rows: Vec<(&K, &Agg)> = rows.iter().collect();
+    let (head, tail) = (insert_head(table, keys), on_conflict_add(table, keys));
+    let mut rest = rows.as_slice();
+    for size in insert_sizes(rows.len()) {
+        let (chunk, more) = rest.split_at(size);
+        rest = more;
+        let sql = values_sql(&head, size, keys.len() + AGG_COLS.len(), &tail);
+        let mut q = sqlx::query::<Sqlite>(&sql);
+        for &(k, a) in chunk {
+            q = bind_key(q, k);
+            let ints = a.ints();
+            q = ints[..8].iter().fold(q, |q, &i| q.bind(i));
+            q = q.bind(a.latency_sum);
+            q = ints[8..].iter().fold(q, |q, &i| q.bind(i));
         }
         q.execute(&mut *conn).await?;
     }
@@ -301,17 +299,7 @@ mod tests {
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();
-        let mut marked = std::collections::BTreeSet::new();
-        for (kind, day, service, bits) in rows {
-            for n in crate::sqlite::ingest::activity::deserialize(&bits).unwrap() {
-                marked.insert((
-                    kind.clone(),
-                    day,
-                    service.clone(),
-                    names[&i64::from(n)].clone(),
-                ));
-            }
-        }
+        let marked = activity::marked(&names, rows);
         let scanned: std::collections::BTreeSet<(String, i64, String, String)> = sqlx::query_as(
             "SELECT DISTINCT kind, time / 86400000000, COALESCE(service, ''), customer_id \
              FROM events WHERE customer_id IS NOT NULL",
