@@ -28,6 +28,9 @@ pub(crate) const AGG_COLS: [&str; 13] = [
     "up_count",
 ];
 
+/// Where `latency_sum`, the one float, stands in [`AGG_COLS`].
+pub(crate) const LATENCY_SUM_AT: usize = 8;
+
 /// The key columns of `usage_daily`, in the order of [`DailyKey`]'s fields.
 pub(crate) const DAILY_KEYS: [&str; 6] =
     ["kind", "day", "service", "model", "provider", "cache_hit"];
@@ -79,7 +82,8 @@ impl Agg {
         Some(())
     }
 
-    /// The integer sums in [`AGG_COLS`] order, with `latency_sum` (position 8) left out.
+    /// The integer sums in [`AGG_COLS`] order, with `latency_sum` (at
+    /// [`LATENCY_SUM_AT`]) left out.
     pub(crate) fn ints(&self) -> [i64; 12] {
         [
             self.events,

@@ -4,7 +4,7 @@
 
 use super::super::sqlite::ingest::activity::{self, NumberCache};
 use super::super::sqlite::ingest::rollup_delta::{
-    insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS,
+    insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS, LATENCY_SUM_AT,
 };
 use super::conn::PgConn;
 use crate::db::EVENT_COLS;
@@ -57,7 +57,7 @@ fn upsert_sql(table: &str, keys: &[&str], key_types: &[&str]) -> String {
 /// The aggregate arrays of `rows`, in `AGG_COLS` order, bound after the keys.
 fn bind_aggs<'q>(mut q: PgQuery<'q>, aggs: &[&Agg]) -> PgQuery<'q> {
     for i in 0..12 {
-        if i == 8 {
+        if i == LATENCY_SUM_AT {
             q = q.bind(aggs.iter().map(|a| a.latency_sum).collect::<Vec<_>>());
         }
         q = q.bind(aggs.iter().map(|a| a.ints()[i]).collect::<Vec<_>>());

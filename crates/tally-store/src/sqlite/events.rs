@@ -4,7 +4,7 @@
 use super::conn::SqliteConn;
 use super::ingest::activity::{self, NumberCache};
 use super::ingest::rollup_delta::{
-    insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS,
+    insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS, LATENCY_SUM_AT,
 };
 use crate::db::EVENT_COLS;
 use crate::StoreResult;
@@ -184,9 +184,10 @@ async fn upsert<'a, K: 'a>(
         for &(k, a) in chunk {
             q = bind_key(q, k);
             let ints = a.ints();
-            q = ints[..8].iter().fold(q, |q, &i| q.bind(i));
+            let (before, after) = ints.split_at(LATENCY_SUM_AT);
+            q = before.iter().fold(q, |q, &i| q.bind(i));
             q = q.bind(a.latency_sum);
-            q = ints[8..].iter().fold(q, |q, &i| q.bind(i));
+            q = after.iter().fold(q, |q, &i| q.bind(i));
         }
         q.execute(&mut *conn).await?;
     }
