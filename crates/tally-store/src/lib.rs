@@ -16,7 +16,7 @@ mod sqlite;
 mod types;
 
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{event_values as sqlite_event_values, SqliteStore};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -45,6 +45,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite event writer's connection (`sqlite::events`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -207,12 +207,7 @@ pub(crate) async fn mark(
     if marks.is_empty() {
         return Ok(vec![]);
     }
-    let ids: Vec<&str> = marks
-        .iter()
-        .map(|m| m.3)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids = customers(marks);
     let known = cache.known(&ids);
     let missing: Vec<&str> = ids
         .iter()
@@ -230,6 +225,26 @@ pub(crate) async fn mark(
         .filter_map(|(id, n)| Some((*id, n?)))
         .collect();
     numbers.extend(fresh.iter().map(|(id, n)| (id.as_str(), *n)));
+    unite(conn, lock, additions(marks, &numbers)).await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// The distinct customer ids of `marks`, sorted.
+pub(crate) fn customers<'a>(marks: &[Mark<'a>]) -> Vec<&'a str> {
+    marks
+        .iter()
+        .map(|m| m.3)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// What `marks` add to each row of `customer_activity`, given every marked customer's
+/// number.
+pub(crate) fn additions<'a>(
+    marks: &[Mark<'a>],
+    numbers: &HashMap<&str, u32>,
+) -> BTreeMap<ActivityKey<'a>, RoaringBitmap> {
     let mut add: BTreeMap<ActivityKey<'_>, RoaringBitmap> = BTreeMap::new();
     for &(kind, day, service, customer) in marks {
         let n = numbers[customer];
@@ -242,8 +257,7 @@ pub(crate) async fn mark(
         .or_default()
         .insert(n);
     }
-    unite(conn, lock, add).await?;
-    Ok(fresh.into_iter().collect())
+    add
 }
 
 /// `INSERT INTO customer_activity ... VALUES` one row per key with its bitmap, then

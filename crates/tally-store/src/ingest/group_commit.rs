@@ -26,13 +26,18 @@ pub(crate) const MAX_GROUP_EVENTS: usize = 32_000;
 /// Batches waiting for a writer; a caller beyond this waits to enqueue.
 const QUEUE: usize = 256;
 
+/// The batches of one group, in arrival order; shared, so that a writer can hand them to a
+/// blocking thread.
+pub(crate) type Batches = Arc<[Vec<Event>]>;
+
 /// How a backend stores one group.
 #[async_trait]
 pub(crate) trait WriteGroup: Send + Sync + 'static {
-    /// Inserts the group's events and registers their services in one transaction,
-    /// durably, raising the events' data version once for each write of the group that
-    /// stored something ([`Group::changed_writes`]); returns the ids that were new.
-    async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>>;
+    /// Inserts the events of `Group::new(&batches)` and registers their services in one
+    /// transaction, durably, raising the events' data version once for each write of the
+    /// group that stored something ([`Group::changed_writes`]); returns the ids that were
+    /// new.
+    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>>;
 }
 
 /// The batches of one transaction.
@@ -42,7 +47,7 @@ pub(crate) struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(batches: &'a [Vec<Event>]) -> Group<'a> {
+    pub(crate) fn new(batches: &'a [Vec<Event>]) -> Group<'a> {
         let events = if let [batch] = batches {
             batch.iter().collect()
         } else {
@@ -175,7 +180,8 @@ async fn run<W: WriteGroup>(writer: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Job>>>,
 async fn commit<W: WriteGroup>(writer: &W, jobs: Vec<Job>) {
     let (batches, replies): (Vec<Vec<Event>>, Vec<_>) =
         jobs.into_iter().map(|j| (j.events, j.reply)).unzip();
-    let result = writer.write(&Group::new(&batches)).await;
+    let batches: Batches = batches.into();
+    let result = writer.write(batches.clone()).await;
     if batches.len() == 1 {
         let _ = replies.into_iter().next().expect("one job").send(result);
         return;
@@ -195,7 +201,8 @@ async fn commit<W: WriteGroup>(writer: &W, jobs: Vec<Job>) {
                 "a group of event batches failed; writing each batch on its own"
             );
             for (i, reply) in replies.into_iter().enumerate() {
-                let _ = reply.send(writer.write(&Group::new(&batches[i..=i])).await);
+                let alone: Batches = Arc::new([batches[i].clone()]);
+                let _ = reply.send(writer.write(alone).await);
             }
         }
     }
@@ -217,7 +224,8 @@ mod tests {
 
     #[async_trait]
     impl WriteGroup for Arc<Memory> {
-        async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
+        async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
+            let group = Group::new(&batches);
             let events = group.events();
             // Long enough for the other batches to queue up behind the first.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

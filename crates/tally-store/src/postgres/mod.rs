@@ -7,7 +7,7 @@ mod events;
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::sqlite::ingest::activity::NumberCache;
-use crate::sqlite::ingest::group_commit::{Group, GroupCommit, WriteGroup};
+use crate::sqlite::ingest::group_commit::{Batches, Group, GroupCommit, WriteGroup};
 use crate::StoreResult;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -136,7 +136,8 @@ struct EventWriter {
 
 #[async_trait]
 impl WriteGroup for EventWriter {
-    async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
+    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
+        let group = Group::new(&batches);
         let mut tx = conn::PgConn::Tx(self.pool.begin().await?);
         let (new, numbers) = events::insert(&mut tx, group.events(), &self.numbers).await?;
         // One step of the events' version per batch that stored something, as if each

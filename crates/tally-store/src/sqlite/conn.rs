@@ -6,17 +6,21 @@ use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Row as _, Sqlite, Transaction, TypeInfo as _, ValueRef as _};
+use tokio::sync::OwnedMutexGuard;
 
 pub(super) enum SqliteConn {
     Plain(PoolConnection<Sqlite>),
     Tx(Transaction<'static, Sqlite>),
+    /// A write transaction, holding the process's write lock (`events::WriteLock`) until
+    /// it ends.
+    Write(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
 }
 
 impl SqliteConn {
     pub(super) fn conn(&mut self) -> &mut SqliteConnection {
         match self {
             SqliteConn::Plain(c) => c,
-            SqliteConn::Tx(t) => t,
+            SqliteConn::Tx(t) | SqliteConn::Write(t, _) => t,
         }
     }
 }
@@ -143,6 +147,11 @@ impl Conn for SqliteConn {
         match *self {
             SqliteConn::Plain(_) => Ok(()),
             SqliteConn::Tx(t) => Ok(t.commit().await?),
+            SqliteConn::Write(t, turn) => {
+                t.commit().await?;
+                drop(turn);
+                Ok(())
+            }
         }
     }
 }

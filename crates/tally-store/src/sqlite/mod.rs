@@ -1,8 +1,12 @@
-//! SQLite: one database file in WAL mode, written through a single connection so writers
-//! queue in the process instead of failing with SQLITE_BUSY, and read through a pool.
+//! SQLite: one database file in WAL mode, read through a pool and written through two
+//! connections, events through their own (`events`) and everything else through sqlx's,
+//! which take one lock of the process in turn, so that writers queue in the process
+//! instead of meeting SQLITE_BUSY.
 
 mod conn;
 mod events;
+
+pub use events::event_values;
 
 // Shared by both backends; declared here rather than in lib.rs (see ingest/mod.rs).
 #[path = "../ingest/mod.rs"]
@@ -12,8 +16,9 @@ use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
+use events::{EventWriter, WriteLock};
 use ingest::activity::NumberCache;
-use ingest::group_commit::{Group, GroupCommit, WriteGroup};
+use ingest::group_commit::GroupCommit;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -60,8 +65,12 @@ pub type SqliteStore = SqlStore<Sqlite>;
 pub struct Sqlite {
     write: SqlitePool,
     read: SqlitePool,
-    /// Event batches, written in groups through `write` (see `group_commit`).
+    /// Event batches, written in groups through a connection of their own
+    /// (`events::EventWriter`, `group_commit`).
     events: GroupCommit,
+    /// Taken by every write of the process, through `write` or the event writer's
+    /// connection.
+    lock: WriteLock,
 }
 
 impl SqliteStore {
@@ -85,21 +94,13 @@ impl SqliteStore {
             // A local file does not drop connections; skip the ping on every write.
             .test_before_acquire(false)
             .connect_with(
-                options
-                    .clone()
-                    // The events' indexes take random inserts (client ids) and outgrow
-                    // SQLite's default 2 MiB cache fast; a miss is a read(2), a full cache
-                    // spills to the WAL.
-                    .pragma("cache_size", format!("-{}", CACHE_KIB))
-                    .pragma("mmap_size", MMAP_BYTES.to_string())
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // Checkpoint once the WAL holds 64 MiB instead of SQLite's default
-                    // 4 MiB: a page changed by many commits in between is copied into the
-                    // database file once, and the checkpoint (a write and an fsync of the
-                    // database file, inside whichever commit crosses the limit) runs 16x
-                    // less often.
-                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string()),
+                write_pragmas().into_iter().fold(
+                    options
+                        .clone()
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal),
+                    |o, (name, value)| o.pragma(name, value),
+                ),
             )
             .await?;
         let readers = std::thread::available_parallelism()
@@ -116,23 +117,50 @@ impl SqliteStore {
             )
             .await?;
         let numbers = Arc::new(NumberCache::default());
-        let events = GroupCommit::start(
-            EventWriter {
-                pool: write.clone(),
-                numbers: numbers.clone(),
-            },
-            1,
-            GROUP_LINGER,
-        );
+        let lock = WriteLock::default();
+        let writer =
+            EventWriter::open(path, &event_writer_pragmas(), lock.clone(), numbers.clone())?;
+        let events = GroupCommit::start(writer, 1, GROUP_LINGER);
         Ok(SqlStore {
             backend: Sqlite {
                 write,
                 read,
                 events,
+                lock,
             },
             numbers,
         })
     }
+}
+
+/// The settings of both write connections beyond those of every connection.
+fn write_pragmas() -> [(&'static str, String); 3] {
+    [
+        // The events' indexes take random inserts (client ids) and outgrow SQLite's
+        // default 2 MiB cache fast; a miss is a read(2), a full cache spills to the WAL.
+        ("cache_size", format!("-{CACHE_KIB}")),
+        ("mmap_size", MMAP_BYTES.to_string()),
+        // Checkpoint once the WAL holds 64 MiB instead of SQLite's default 4 MiB: a page
+        // changed by many commits in between is copied into the database file once, and
+        // the checkpoint (a write and an fsync of the database file, inside whichever
+        // commit crosses the limit) runs 16x less often.
+        ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string()),
+    ]
+}
+
+/// Every setting of the event writer's connection, which sqlx's options do not open:
+/// what `open`'s options give every connection (sqlx turns foreign keys on by default;
+/// WAL mode is the file's, set by the first write connection), and the write
+/// connections' own.
+fn event_writer_pragmas() -> Vec<(&'static str, String)> {
+    [
+        ("synchronous", "FULL".to_owned()),
+        ("temp_store", "MEMORY".to_owned()),
+        ("foreign_keys", "ON".to_owned()),
+    ]
+    .into_iter()
+    .chain(write_pragmas())
+    .collect()
 }
 
 #[async_trait]
@@ -152,6 +180,7 @@ impl Backend for Sqlite {
     /// `analysis_limit` samples each index from its start, which put 501 events per
     /// kind where there were 76,657.
     async fn analyze(&self) -> StoreResult<()> {
+        let _turn = self.lock.lock().await;
         sqlx::query("ANALYZE").execute(&self.write).await?;
         Ok(())
     }
@@ -168,45 +197,19 @@ impl Backend for Sqlite {
     }
 
     async fn write(&self) -> StoreResult<Box<dyn Conn>> {
-        Ok(Box::new(conn::SqliteConn::Tx(
-            begin_write(&self.write).await?,
+        // IMMEDIATE takes SQLite's write lock up front: a deferred transaction that reads
+        // first and then writes could fail with SQLITE_BUSY (no waiting) if another
+        // process wrote between.
+        let turn = self.lock.clone().lock_owned().await;
+        Ok(Box::new(conn::SqliteConn::Write(
+            self.write.begin_with("BEGIN IMMEDIATE").await?,
+            turn,
         )))
     }
 
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
         self.events.insert(events).await
     }
-}
-
-/// Writes one group of event batches through the write connection.
-struct EventWriter {
-    pool: SqlitePool,
-    /// Customer numbers known to be committed (shared with the store).
-    numbers: Arc<NumberCache>,
-}
-
-#[async_trait]
-impl WriteGroup for EventWriter {
-    async fn write(&self, group: &Group<'_>) -> StoreResult<HashSet<String>> {
-        let mut tx = conn::SqliteConn::Tx(begin_write(&self.pool).await?);
-        let (new, numbers) = events::insert(&mut tx, group.events(), &self.numbers).await?;
-        // One step of the events' version per batch that stored something, as if each
-        // had had its own transaction.
-        for _ in 0..group.changed_writes(&new) {
-            sqlx::query(crate::common::BUMP_EVENTS)
-                .execute(tx.conn())
-                .await?;
-        }
-        Box::new(tx).commit().await?;
-        self.numbers.remember(numbers);
-        Ok(new)
-    }
-}
-
-/// IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
-/// then writes could fail with SQLITE_BUSY (no waiting) if another process wrote between.
-async fn begin_write(pool: &SqlitePool) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 #[cfg(test)]
@@ -232,5 +235,42 @@ mod tests {
         assert_eq!(pragma(read, "mmap_size").await, 0);
         assert_eq!(pragma(write, "cache_size").await, -64 * 1024);
         assert_eq!(pragma(write, "mmap_size").await, 1 << 30);
+    }
+
+    /// The event writer's connection, which rusqlite opens, has every setting of sqlx's
+    /// write connection that matters to a write: durability, checkpoints, caches, waiting
+    /// for other processes.
+    #[tokio::test]
+    async fn the_event_writer_connection_has_the_write_connections_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let writer = EventWriter::open(
+            &path,
+            &event_writer_pragmas(),
+            WriteLock::default(),
+            Arc::default(),
+        )
+        .unwrap();
+        let write = &store.backend.write;
+        for name in [
+            "synchronous",
+            "temp_store",
+            "foreign_keys",
+            "cache_size",
+            "mmap_size",
+            "wal_autocheckpoint",
+            "busy_timeout",
+        ] {
+            let theirs = writer.pragma(name).to_string();
+            assert_eq!(theirs, pragma(write, name).await.to_string(), "{name}");
+        }
+        assert_eq!(writer.pragma("synchronous"), 2, "FULL");
+        assert_eq!(writer.pragma("busy_timeout"), 10_000);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(write)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
     }
 }

@@ -1,8 +1,9 @@
 //! What the database alone does with the same rows, and the export DuckDB reads.
 //!
-//! - SQLite: prepared INSERTs of every row in one transaction, into a scratch database
-//!   file with the store's own `events` DDL (table and indexes) and the store's pragmas
-//!   (WAL, synchronous=FULL).
+//! - SQLite: one prepared single-row INSERT per row, in one transaction, through SQLite's C
+//!   API (rusqlite, as the store's event writer), into a scratch database file with the
+//!   store's own `events` DDL (table and indexes) and the store's pragmas (WAL,
+//!   synchronous=FULL).
 //! - PostgreSQL: COPY into a scratch table `LIKE events INCLUDING ALL` in the same database,
 //!   dropped afterwards.
 //!
@@ -14,7 +15,6 @@ use anyhow::{Context, Result};
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::postgres::PgConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,107 +63,83 @@ fn usage_days(
     })
 }
 
-async fn sqlite_conn(path: &Path, create: bool) -> Result<SqliteConnection> {
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(create)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        // The store's own settings (tally-store/src/sqlite/mod.rs): 64 MiB page cache,
-        // 1 GiB mmap, temp tables in memory.
-        .pragma("temp_store", "memory")
-        .pragma("cache_size", "-65536")
-        .pragma("mmap_size", (1u64 << 30).to_string());
-    Ok(SqliteConnection::connect_with(&opts).await?)
+/// A connection with the store's own settings (tally-store/src/sqlite/mod.rs): WAL,
+/// synchronous=FULL, 64 MiB page cache, 1 GiB mmap, temp tables in memory.
+fn sqlite_conn(path: &Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    for pragma in [
+        "journal_mode = WAL",
+        "synchronous = FULL",
+        "temp_store = MEMORY",
+        "cache_size = -65536",
+        "mmap_size = 1073741824",
+    ] {
+        // Stepped through: some pragmas answer with a row, which `execute` refuses.
+        conn.prepare(&format!("PRAGMA {pragma}"))?
+            .query([])?
+            .next()?;
+    }
+    Ok(conn)
 }
 
+/// SQLite's own insert rate: one prepared single-row `INSERT` stepped per row, through
+/// SQLite's C API (rusqlite), all rows in one transaction, into a scratch database file
+/// with the store's `events` table and indexes.
 pub async fn sqlite_insert(
     store_file: &Path,
     plan: &DemoPlan,
     opts: &DemoOptions,
     limit: usize,
 ) -> Result<RawInsert> {
-    let mut store = sqlite_conn(store_file, false).await?;
-    let ddl: Vec<String> = sqlx::query_scalar(
-        "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL ORDER BY type DESC",
-    )
-    .fetch_all(&mut store)
-    .await?;
-    store.close().await?;
-    let scratch = PathBuf::from(format!("{}.bench-raw", store_file.display()));
-    remove_sqlite(&scratch);
-    let mut conn = sqlite_conn(&scratch, true).await?;
-    for stmt in &ddl {
-        sqlx::query(stmt).execute(&mut conn).await?;
-    }
-    // 45 rows per statement (945 parameters): one round trip to sqlx's worker thread per
-    // 45 rows rather than per row, so the figure is SQLite's, not the channel's.
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let sql_for = |n: usize| {
-        format!(
-            "INSERT INTO events ({}) VALUES {}",
-            wire::COLUMNS,
-            vec![row; n].join(", ")
-        )
-    };
-    let full = sql_for(ROWS_PER_INSERT);
-    let mut timed = Duration::ZERO;
-    let mut rows = 0;
-    let mut tx = conn.begin().await?;
-    for day in usage_days(plan, opts, limit) {
-        let t = Instant::now();
-        for chunk in day.chunks(ROWS_PER_INSERT) {
-            let tail;
-            let sql = if chunk.len() == ROWS_PER_INSERT {
-                &full
-            } else {
-                tail = sql_for(chunk.len());
-                &tail
-            };
-            let mut q = sqlx::query(sql);
-            for e in chunk {
-                q = q
-                    .bind(&e.id)
-                    .bind(e.kind.as_str())
-                    .bind(e.time)
-                    .bind(&e.customer_id)
-                    .bind(&e.service)
-                    .bind(e.quantity)
-                    .bind(&e.unit)
-                    .bind(&e.model)
-                    .bind(&e.provider)
-                    .bind(e.input_tokens)
-                    .bind(e.cache_read_tokens)
-                    .bind(e.cache_write_tokens)
-                    .bind(e.output_tokens)
-                    .bind(e.cache_hit)
-                    .bind(e.latency_ms)
-                    .bind(e.status_code)
-                    .bind(e.cost)
-                    .bind(e.cost_source.as_str())
-                    .bind(e.up)
-                    .bind(&e.gauge_name)
-                    .bind(e.gauge_value);
-            }
-            q.execute(&mut *tx).await?;
+    // Blocking calls, on a thread the runtime can spare (nothing else runs meanwhile).
+    tokio::task::block_in_place(|| {
+        let ddl: Vec<String> = sqlite_conn(store_file)?
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL \
+                 ORDER BY type DESC",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let scratch = PathBuf::from(format!("{}.bench-raw", store_file.display()));
+        remove_sqlite(&scratch);
+        let mut conn = sqlite_conn(&scratch)?;
+        for stmt in &ddl {
+            conn.execute(stmt, [])?;
         }
+        let sql = format!(
+            "INSERT INTO events ({}) VALUES ({})",
+            wire::COLUMNS,
+            vec!["?"; 21].join(", ")
+        );
+        let mut timed = Duration::ZERO;
+        let mut rows = 0;
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare(&sql)?;
+            for day in usage_days(plan, opts, limit) {
+                let t = Instant::now();
+                for e in &day {
+                    insert.execute(rusqlite::params_from_iter(
+                        tally_store::sqlite_event_values(e)?,
+                    ))?;
+                }
+                timed += t.elapsed();
+                rows += day.len();
+            }
+        }
+        let t = Instant::now();
+        tx.commit()?;
         timed += t.elapsed();
-        rows += day.len();
-    }
-    let t = Instant::now();
-    tx.commit().await?;
-    timed += t.elapsed();
-    conn.close().await?;
-    remove_sqlite(&scratch);
-    Ok(RawInsert {
-        method: "sqlite: prepared INSERTs of 45 rows, one transaction, the store's pragmas (WAL, synchronous=FULL, 64 MiB cache), table and indexes of the store",
-        rows,
-        seconds: timed.as_secs_f64(),
-        rows_per_sec: rows as f64 / timed.as_secs_f64(),
+        drop(conn);
+        remove_sqlite(&scratch);
+        Ok(RawInsert {
+            method: "sqlite: one prepared single-row INSERT per row (SQLite's C API, through rusqlite), one transaction, the store's pragmas (WAL, synchronous=FULL, 64 MiB cache), table and indexes of the store",
+            rows,
+            seconds: timed.as_secs_f64(),
+            rows_per_sec: rows as f64 / timed.as_secs_f64(),
+        })
     })
 }
-
-const ROWS_PER_INSERT: usize = 45;
 
 fn remove_sqlite(p: &Path) {
     for suffix in ["", "-wal", "-shm"] {
@@ -263,15 +239,19 @@ pub async fn export_usage_csv(database_url: &str, out: &Path) -> Result<usize> {
         Ok(())
     };
     if let Some(path) = sqlite_path(database_url) {
-        let mut conn = sqlite_conn(&path, false).await?;
-        let mut rows = sqlx::query(EXPORT).fetch(&mut conn);
-        while let Some(r) = rows.try_next().await? {
-            write(
-                (0..HEADER.len())
-                    .map(|i| r.try_get(i))
-                    .collect::<Result<_, _>>()?,
-            )?;
-        }
+        tokio::task::block_in_place(|| -> Result<()> {
+            let conn = sqlite_conn(&path)?;
+            let mut stmt = conn.prepare(EXPORT)?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                write(
+                    (0..HEADER.len())
+                        .map(|i| r.get(i))
+                        .collect::<Result<_, _>>()?,
+                )?;
+            }
+            Ok(())
+        })?;
     } else {
         let mut conn = PgConnection::connect(database_url).await?;
         let mut rows = sqlx::query(EXPORT).fetch(&mut conn);
