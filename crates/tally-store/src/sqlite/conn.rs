@@ -12,7 +12,9 @@ pub(super) enum SqliteConn {
     Plain(PoolConnection<Sqlite>),
     Tx(Transaction<'static, Sqlite>),
     /// A write transaction, holding the process's write lock (`events::WriteLock`) until
-    /// it ends.
+    /// it ends. Dropped without a commit, sqlx rolls back on its worker thread after the
+    /// lock is released; a writer that starts meanwhile waits in SQLite's busy handler
+    /// for that moment (only after a failed write).
     Write(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
 }
 

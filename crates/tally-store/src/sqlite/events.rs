@@ -40,9 +40,6 @@ pub(super) type WriteLock = Arc<tokio::sync::Mutex<()>>;
 /// its own cost ~1 us per event in sqlx's groups of 250,000; the array 0.3-0.4 us).
 const IDS_PER_STATEMENT: usize = 10_000;
 
-/// Statements the writer prepares (rusqlite keeps 16 by default; these are 8).
-const STATEMENTS: usize = 16;
-
 /// Stores groups of event batches through a connection of its own.
 pub(super) struct EventWriter {
     conn: Arc<Mutex<rusqlite::Connection>>,
@@ -69,7 +66,6 @@ impl EventWriter {
                 .query([])?
                 .next()?;
         }
-        conn.set_prepared_statement_cache_capacity(STATEMENTS);
         Ok(EventWriter {
             conn: Arc::new(Mutex::new(conn)),
             lock,
@@ -136,7 +132,7 @@ fn write(
     let fresh = mark(&tx, &activity::marks_of(&new), numbers)?;
     let new: HashSet<String> = new.into_iter().map(|e| e.id.clone()).collect();
     for _ in 0..group.changed_writes(&new) {
-        tx.execute(crate::common::BUMP_EVENTS, [])?;
+        tx.prepare_cached(crate::common::BUMP_EVENTS)?.execute([])?;
     }
     tx.commit()?;
     Ok((new, fresh))
