@@ -2,7 +2,7 @@
 //! written at ingestion by `ingest::activity`): a span's whole days are the union of their
 //! bitmaps, its partial days come from `events`, so the answer is exact at any `as_of`.
 
-use super::rollup::{split, Params};
+use super::rollup::{only_when, outside_edge, split, sql_day_parts, Params};
 use crate::db::Conn;
 use crate::sqlite::ingest::activity::{self as bits, ActivityKey};
 use crate::*;
@@ -34,20 +34,41 @@ pub(crate) async fn active_customers(
                 bits::deserialize(row.bytes(1)?)?;
         }
     }
-    for edge in edges {
+    // A partial day: its bitmaps when the day has no event outside the edge (the day of
+    // an `as_of` of now), else its events (see `rollup::outside_edge`).
+    for edge in edges.into_iter().flat_map(sql_day_parts) {
         let mut p = Params::default();
-        let sql = format!(
-            "SELECT DISTINCT e.service, c.n FROM events e \
+        let guard = outside_edge(kind, edge, &mut p);
+        let events = format!(
+            // NULL outside the DISTINCT: under it PostgreSQL would type it as text, which
+            // does not match the bitmaps' bytea in the UNION below.
+            "SELECT service, NULL, n FROM (SELECT DISTINCT e.service, c.n FROM events e \
              JOIN customer_numbers c ON c.customer_id = e.customer_id \
-             WHERE e.kind = {} AND e.time >= {} AND e.time < {}",
+             WHERE e.kind = {} AND e.time >= {} AND e.time < {}) AS edge",
             p.push(kind.as_str()),
             p.push(edge.start),
-            p.push(edge.end),
+            only_when(
+                guard.as_ref().map(|(_, outside)| outside.as_str()),
+                p.push(edge.end)
+            ),
         );
+        let sql = match &guard {
+            Some((day, outside)) => format!(
+                "SELECT service, bits, NULL FROM customer_activity \
+                 WHERE kind = {} AND day = {} UNION ALL {events}",
+                p.push(kind.as_str()),
+                only_when(Some(&format!("NOT ({outside})")), p.push(*day)),
+            ),
+            None => events,
+        };
         for row in conn.rows(&sql, p.0).await? {
-            out.entry(service_of(row.opt_text(0)?))
-                .or_default()
-                .insert(bits::number(row.int(1)?)?);
+            let set = out.entry(service_of(row.opt_text(0)?)).or_default();
+            match row.opt_int(2)? {
+                Some(n) => {
+                    set.insert(bits::number(n)?);
+                }
+                None => *set |= bits::deserialize(row.bytes(1)?)?,
+            }
         }
     }
     out.retain(|_, set| !set.is_empty());
