@@ -689,8 +689,7 @@ async fn llm_costs_kept_days(store: TestStore) {
 /// whole span gives, for spans that start and end inside days, cover one day or part of
 /// one, and cross the tier change of c1 (11-10) and the trial of c3.
 async fn tiers_kept_by_day_equal_tiers_over_the_span(store: TestStore) {
-    use tally_server::analytics::usage::tiers::{by_tier, by_tier_kept, TierDays};
-    use tally_store::{Measure, UsageDim, UsageQuery};
+    use tally_server::analytics::usage::tiers::TierDays;
     let app = fixture(store).await;
     let s = &app.state;
     let book = s.cache.book(s).await.unwrap();
@@ -704,33 +703,69 @@ async fn tiers_kept_by_day_equal_tiers_over_the_span(store: TestStore) {
         ("2025-11-15T00:00:00Z", "2025-11-17T00:00:00Z"),
         ("2025-10-20T00:00:00Z", "2025-11-21T00:00:00Z"),
     ] {
-        let mut q = UsageQuery::new(tally_core::event::EventKind::Usage, Span::new(t(a), t(b)))
-            .only(&[Measure::Events, Measure::Cost]);
-        q.llm_only = true;
-        let per_day: std::collections::HashMap<i64, i64> = s
-            .store
-            .usage(&q.clone().group(&[UsageDim::Day]))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.day.unwrap(), r.events))
-            .collect();
-        let whole = by_tier(s, &book, &q).await.unwrap();
-        assert!(!whole.is_empty());
-        let by_days = by_tier_kept(s, &book, &kept, &q, &per_day).await.unwrap();
-        let summary = |m: &std::collections::BTreeMap<String, tally_store::UsageRow>| {
-            m.iter()
-                .filter(|(_, r)| r.events > 0)
-                .map(|(t, r)| (t.clone(), r.events, r.cost))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(summary(&by_days), summary(&whole), "{a} .. {b}");
+        tiers_both_ways(s, &book, &kept, a, b).await;
         computed.push(kept.computed());
     }
     // The first span's 8 days with calls (10-25, 11-05, 11-12, 11-15, 11-16, 11-18,
     // 11-19, 11-20) were attributed; the last span repeats it and finds them all kept.
     assert_eq!(computed[0], 8);
     assert_eq!(computed[computed.len() - 1], computed[computed.len() - 2]);
+
+    // A span ending on 11-12 after its last event (e2 10:00 and e3 11:00 are the day's
+    // only usage events): the day is attributed from the tail and kept under its count
+    // (11-05 and 11-12), and a span through the end of 11-12 then finds both kept.
+    let kept = TierDays::default();
+    tiers_both_ways(
+        s,
+        &book,
+        &kept,
+        "2025-11-01T00:00:00Z",
+        "2025-11-12T11:30:00Z",
+    )
+    .await;
+    assert_eq!(kept.computed(), 2);
+    tiers_both_ways(
+        s,
+        &book,
+        &kept,
+        "2025-11-01T00:00:00Z",
+        "2025-11-13T00:00:00Z",
+    )
+    .await;
+    assert_eq!(kept.computed(), 2);
+}
+
+/// `by_tier_kept` over `[a, b)` with `kept` equals `by_tier` over the same span.
+async fn tiers_both_ways(
+    s: &AppState,
+    book: &tally_core::billing::Book,
+    kept: &tally_server::analytics::usage::tiers::TierDays,
+    a: &str,
+    b: &str,
+) {
+    use tally_server::analytics::usage::tiers::{by_tier, by_tier_kept};
+    use tally_store::{Measure, UsageDim, UsageQuery};
+    let mut q = UsageQuery::new(tally_core::event::EventKind::Usage, Span::new(t(a), t(b)))
+        .only(&[Measure::Events, Measure::Cost]);
+    q.llm_only = true;
+    let per_day: std::collections::HashMap<i64, i64> = s
+        .store
+        .usage(&q.clone().group(&[UsageDim::Day]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.day.unwrap(), r.events))
+        .collect();
+    let whole = by_tier(s, book, &q).await.unwrap();
+    assert!(!whole.is_empty());
+    let by_days = by_tier_kept(s, book, kept, &q, &per_day).await.unwrap();
+    let summary = |m: &std::collections::BTreeMap<String, tally_store::UsageRow>| {
+        m.iter()
+            .filter(|(_, r)| r.events > 0)
+            .map(|(t, r)| (t.clone(), r.events, r.cost))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&by_days), summary(&whole), "{a} .. {b}");
 }
 
 async fn llm_cache_stats(store: TestStore) {
@@ -966,6 +1001,53 @@ async fn metering_top_users_kept(store: TestStore) {
         ])
     );
     assert_eq!(users.reads(), 8);
+
+    // `as_of` inside 11-21 after e13 (c1, 1000 + 100 tokens, 100 credits), the day's only
+    // event: the tail of the period is that day, which the warm-up kept whole (llm_api's
+    // last day): nothing is read.
+    let at_10 = "/api/v1/metering/service/llm_api?period=this_month&as_of=2025-11-21T10:00:00Z";
+    assert_eq!(
+        top(&get(&app, at_10).await),
+        want(&[
+            ("c1", 4, 5900, "112"),
+            ("c3", 4, 1200, "17"),
+            ("c2", 4, 2270, "4.8"),
+        ])
+    );
+    assert_eq!(users.reads(), 8);
+
+    // A call of c2 at 05:00 and `as_of` 08:00: the tail holds one event, as many as was
+    // kept for the day, but not the whole day (e13 lies after it): it is read, not taken
+    // from what was kept.
+    let call = gpt_call("z1", "2025-11-21T05:00:00Z", "c2", (30, 30), "2");
+    ok(&app, app.post("/api/v1/events", json!([call])).await).await;
+    let at_8 = "/api/v1/metering/service/llm_api?period=this_month&as_of=2025-11-21T08:00:00Z";
+    assert_eq!(
+        top(&get(&app, at_8).await),
+        want(&[
+            ("c2", 5, 2330, "6.8"),
+            ("c3", 4, 1200, "17"),
+            ("c1", 3, 4800, "12"),
+        ])
+    );
+    assert_eq!(users.reads(), 8);
+
+    // At 10:00 the tail holds both of the day's events: read once and kept for the day,
+    // which the end of 11-21 then finds kept (only 11-01 … 11-20 is read for it).
+    let with_z1 = want(&[
+        ("c2", 5, 2330, "6.8"),
+        ("c1", 4, 5900, "112"),
+        ("c3", 4, 1200, "17"),
+    ]);
+    assert_eq!(top(&get(&app, at_10).await), with_z1);
+    assert_eq!(users.reads(), 9);
+    // Another `as_of` (so not the response cache's answer) with the same tail events.
+    let at_11 = "/api/v1/metering/service/llm_api?period=this_month&as_of=2025-11-21T11:00:00Z";
+    assert_eq!(top(&get(&app, at_11).await), with_z1);
+    assert_eq!(users.reads(), 9, "kept");
+    let end_of_day = "/api/v1/metering/service/llm_api?period=this_month&as_of=2025-11-21";
+    assert_eq!(top(&get(&app, end_of_day).await), with_z1);
+    assert_eq!(users.reads(), 10);
 }
 
 async fn metering_service(store: TestStore) {

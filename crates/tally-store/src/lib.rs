@@ -182,6 +182,13 @@ pub trait Store: Send + Sync + 'static {
         span: Span,
         by_service: bool,
     ) -> StoreResult<ActiveCustomers>;
+    /// Whether the day of `edge` (a span inside one UTC day) has no event of `kind`
+    /// outside `edge`: then `edge` holds the day's events, all of them. Asked after
+    /// counting `edge`'s events, a `true` means the count was the whole day's (a later
+    /// snapshot holds everything an earlier one did, and the day's events now all lie in
+    /// `edge`), so figures kept for the day at that count are `edge`'s figures. `false`
+    /// for an empty edge, one across midnight, and before 1970.
+    async fn day_holds_only(&self, kind: EventKind, edge: Span) -> StoreResult<bool>;
     /// The number of each of `ids`, in order (`None` for an id without one): every
     /// customer id of a stored event has one, for good; [`ActiveCustomers`] holds them.
     async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<Vec<Option<u32>>>;

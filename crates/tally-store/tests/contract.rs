@@ -153,6 +153,7 @@ contract_tests! {
         usage_filters_and_empty_results,
         usage_equals_a_scan_of_the_events,
         one_customer_across_midnight,
+        a_day_holds_only_a_span_without_events_of_its_kind_around_it,
         active_customers_equal_a_scan_of_the_events,
         invoice_stats_by_paid_and_issued_time,
         latest_gauge,
@@ -1520,6 +1521,41 @@ async fn active_customers_equal_a_scan_of_the_events(s: &dyn Store) {
     }
     // The scan is not trivially empty: most spans hold events of both kinds.
     assert!(nonempty >= 40, "{nonempty}");
+}
+
+/// `day_holds_only`: a span inside one day holds all of the day's events of a kind when
+/// none lies before or after it that day.
+async fn a_day_holds_only_a_span_without_events_of_its_kind_around_it(s: &dyn Store) {
+    let d = t0();
+    s.insert_events(&[
+        usage("h1", "svc", d + 10 * HOUR),
+        usage("h2", "svc", d + 12 * HOUR),
+        health("h3", true, None, d + 15 * HOUR),
+        usage("h4", "svc", d - 1),
+    ])
+    .await
+    .unwrap();
+    let (u, h) = (EventKind::Usage, EventKind::HealthCheck);
+    for (kind, span, holds) in [
+        (u, Span::new(d, d + 11 * HOUR), false),     // h2 after
+        (u, Span::through(d, d + 12 * HOUR), true),  // h3 is a health check; h4 the day before
+        (u, Span::new(d, d + 12 * HOUR), false),     // h2 at the end, outside
+        (h, Span::through(d, d + 12 * HOUR), false), // h3 after
+        (h, Span::through(d + 15 * HOUR, d + DAY - 1), true),
+        (u, Span::new(d + 11 * HOUR, d + 13 * HOUR), false), // h1 before
+        (u, Span::new(d + 9 * HOUR, d + 13 * HOUR), true),
+        (u, Span::new(d, d + DAY), true), // the whole day
+        (u, Span::new(d + 5 * DAY, d + 5 * DAY + HOUR), true), // a day without events
+        (u, Span::new(d - HOUR, d + HOUR), false), // across midnight
+        (u, Span::new(d + HOUR, d + HOUR), false), // empty
+        (u, Span::new(-DAY + 5, -DAY + 9), false), // before 1970
+    ] {
+        assert_eq!(
+            s.day_holds_only(kind, span).await.unwrap(),
+            holds,
+            "{kind:?} {span:?}"
+        );
+    }
 }
 
 async fn latest_gauge(s: &dyn Store) {

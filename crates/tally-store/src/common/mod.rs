@@ -273,6 +273,10 @@ impl<B: Backend> Store for SqlStore<B> {
         activity::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
     }
 
+    async fn day_holds_only(&self, kind: EventKind, edge: Span) -> StoreResult<bool> {
+        rollup::day_holds_only(&mut *self.backend.read().await?, kind, edge).await
+    }
+
     async fn preload(&self) -> StoreResult<()> {
         let all = ingest_activity::all_numbers(&mut *self.backend.read().await?).await?;
         self.numbers.remember(all);

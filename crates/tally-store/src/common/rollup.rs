@@ -528,6 +528,26 @@ pub(crate) fn outside_edge(kind: EventKind, edge: Span, p: &mut Params) -> Optio
     Some((day, outside))
 }
 
+/// See `Store::day_holds_only`.
+pub(crate) async fn day_holds_only(
+    conn: &mut dyn Conn,
+    kind: EventKind,
+    edge: Span,
+) -> StoreResult<bool> {
+    if edge.start >= edge.end || sql_day(edge.start) != sql_day(edge.end - 1) {
+        return Ok(false);
+    }
+    let mut p = Params::default();
+    let Some((_, outside)) = outside_edge(kind, edge, &mut p) else {
+        return Ok(false);
+    };
+    let sql = format!("SELECT CAST(CASE WHEN {outside} THEN 1 ELSE 0 END AS BIGINT)");
+    match conn.row(&sql, p.0).await? {
+        Some(row) => Ok(row.int(0)? == 0),
+        None => Ok(false),
+    }
+}
+
 /// Adds the aggregates of `b` to `a`.
 pub(crate) fn add(a: &mut UsageRow, b: &UsageRow) {
     a.events += b.events;

@@ -219,8 +219,10 @@ const MAX_DAYS_PER_READ: usize = 7;
 /// this call); a day missing from it has none.
 ///
 /// The partial days at the ends of the span (an `as_of` inside a day) are computed each
-/// time. The days to compute are read in one pair of store calls per run of up to
-/// `MAX_DAYS_PER_READ` consecutive days.
+/// time, except the last one when it holds all of its day's events (the day of an
+/// `as_of` of now, `Store::day_holds_only`): it is kept as that day. The days to
+/// compute are read in one pair of store calls per run of up to `MAX_DAYS_PER_READ`
+/// consecutive days.
 pub async fn by_tier_kept(
     state: &AppState,
     book: &Book,
@@ -239,17 +241,38 @@ pub async fn by_tier_kept(
             add(out.entry(tier.clone()).or_default(), row);
         }
     };
-    for edge in [
-        Span::new(span.start, first * MICROS_PER_DAY),
-        Span::new(end * MICROS_PER_DAY, span.end),
-    ] {
-        if edge.start < edge.end {
+    let events = |d: i64| events_per_day.get(&d).copied().unwrap_or(0);
+    let head = Span::new(span.start, first * MICROS_PER_DAY);
+    let tail = Span::new(end * MICROS_PER_DAY, span.end);
+    // The day of an `as_of` of now holds nothing after it (asked after the counts were
+    // read): what is kept for that day at its count is the tail's answer.
+    let tail_is_day = tail.start < tail.end && state.store.day_holds_only(base.kind, tail).await?;
+    for edge in [head, tail] {
+        if edge.start < edge.end && !(edge == tail && tail_is_day) {
             let mut q = base.clone();
             q.span = edge;
             merge(&by_tier(state, book, &q).await?);
         }
     }
-    let events = |d: i64| events_per_day.get(&d).copied().unwrap_or(0);
+    if tail_is_day && events(end) > 0 {
+        match kept.get(end, events(end)) {
+            Some(tiers) => merge(&tiers),
+            None => {
+                let mut q = base.clone();
+                q.span = tail;
+                let tiers = attribute(state, book, &q, true)
+                    .await?
+                    .remove(&Some(end))
+                    .unwrap_or_default();
+                merge(&tiers);
+                // Kept only with as many events as counted: more were stored since the
+                // count, maybe after the tail, and would not be the day's figures then.
+                if tiers.values().map(|r| r.events).sum::<i64>() == events(end) {
+                    kept.put(end, events(end), tiers);
+                }
+            }
+        }
+    }
     let mut missing: Vec<i64> = Vec::new();
     for d in (first..end).filter(|d| events(*d) > 0) {
         match kept.get(d, events(d)) {

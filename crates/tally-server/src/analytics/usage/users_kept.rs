@@ -5,7 +5,9 @@
 //! row per customer and day, 100,000 customers × a month of days at scale L. A period
 //! ending at `as_of` changes only at its end as data arrives, so the whole days before
 //! the last one are kept as one span and the last whole day as another (read again as
-//! its events arrive); only partial days (an `as_of` inside a day) are read each time.
+//! its events arrive); only partial days (an `as_of` inside a day) are read each time,
+//! except the day of an `as_of` of now, which holds nothing after it
+//! (`Store::day_holds_only`) and is kept like a whole day.
 //!
 //! Events are never changed or deleted once stored (a retried id is not stored again),
 //! so the number of a service's events on a day identifies the events of that day: a kept
@@ -104,25 +106,34 @@ impl KeptUsers {
     }
 }
 
-/// Every customer's totals of `q`'s events, grouped by customer.
-async fn read(state: &AppState, q: &UsageQuery, span: Span) -> ApiResult<Vec<UsageRow>> {
+/// Every customer's totals of `q`'s events in `span`, grouped by customer, and the number
+/// of those events (with the events without a customer).
+async fn read(state: &AppState, q: &UsageQuery, span: Span) -> ApiResult<(Vec<UsageRow>, i64)> {
     let mut q = q.clone().group(&[UsageDim::Customer]).only(&MEASURES);
     q.span = span;
     q.customer = None;
-    Ok(rows(state, &q)
-        .await?
+    let rows = rows(state, &q).await?;
+    let events = rows.iter().map(|r| r.events).sum();
+    let users = rows
         .into_iter()
         .filter(|r| r.customer_id.is_some() && r.events > 0)
-        .collect())
+        .collect();
+    Ok((users, events))
 }
 
 /// Every customer's totals of `q` over the whole days `[a, b)`, kept while the event
 /// count of each of those days is what `events_per_day` says.
+///
+/// `so_far`: the days are one day of which only this span (from its start) is asked,
+/// known to hold all of the day's events (`Store::day_holds_only`, asked after the
+/// counts). That span is read, and kept for the day only if it holds as many events as
+/// counted (more would be events stored since the count, maybe after the span).
 async fn kept_days(
     state: &AppState,
     kept: &KeptUsers,
     q: &UsageQuery,
     (a, b): (i64, i64),
+    so_far: Option<Span>,
     events_per_day: &HashMap<i64, i64>,
 ) -> ApiResult<Arc<Kept>> {
     let counts: Vec<i64> = (a..b)
@@ -132,9 +143,9 @@ async fn kept_days(
     if let Some(k) = kept.spans.get(&key).filter(|k| k.events_per_day == counts) {
         return Ok(k);
     }
-    let whole = Span::new(a * MICROS_PER_DAY, b * MICROS_PER_DAY);
-    let users = read(state, q, whole)
-        .await?
+    let span = so_far.unwrap_or(Span::new(a * MICROS_PER_DAY, b * MICROS_PER_DAY));
+    let (rows, read_events) = read(state, q, span).await?;
+    let users = rows
         .into_iter()
         .filter_map(|r| Some((r.customer_id.clone()?.into(), UserTotals::of(&r))))
         .collect();
@@ -142,8 +153,10 @@ async fn kept_days(
         events_per_day: counts,
         users,
     });
-    kept.spans.insert(key, k.clone());
     kept.reads.fetch_add(1, Ordering::Relaxed);
+    if so_far.is_none() || read_events == k.events_per_day.iter().sum::<i64>() {
+        kept.spans.insert(key, k.clone());
+    }
     Ok(k)
 }
 
@@ -153,7 +166,8 @@ async fn kept_days(
 /// call); a day missing from it has none.
 ///
 /// The whole days before the span's last whole day are kept as one span, the last whole
-/// day (where data arrives) as another; partial days at the ends are read each time.
+/// day (where data arrives) as another; partial days at the ends are read each time,
+/// unless the last one holds all of its day's events (then it is kept as that day).
 pub async fn top_users(
     state: &AppState,
     kept: &KeptUsers,
@@ -167,17 +181,24 @@ pub async fn top_users(
     let mut partial: Vec<Span> = Vec::new();
     if first < end {
         if first + 1 < end {
-            parts.push(kept_days(state, kept, q, (first, end - 1), events_per_day).await?);
+            parts.push(kept_days(state, kept, q, (first, end - 1), None, events_per_day).await?);
         }
-        parts.push(kept_days(state, kept, q, (end - 1, end), events_per_day).await?);
+        parts.push(kept_days(state, kept, q, (end - 1, end), None, events_per_day).await?);
         partial.push(Span::new(span.start, first * MICROS_PER_DAY));
-        partial.push(Span::new(end * MICROS_PER_DAY, span.end));
+        // The day of an `as_of` of now holds nothing after it: kept like a whole day.
+        let tail = Span::new(end * MICROS_PER_DAY, span.end);
+        if tail.start < tail.end && state.store.day_holds_only(q.kind, tail).await? {
+            let day = (end, end + 1);
+            parts.push(kept_days(state, kept, q, day, Some(tail), events_per_day).await?);
+        } else {
+            partial.push(tail);
+        }
     } else {
         partial.push(span);
     }
     let mut recent: HashMap<Box<str>, UserTotals> = HashMap::new();
     for part in partial.into_iter().filter(|s| s.start < s.end) {
-        for r in read(state, q, part).await? {
+        for r in read(state, q, part).await?.0 {
             let t = UserTotals::of(&r);
             let e = recent
                 .entry(r.customer_id.unwrap_or_default().into())
