@@ -235,6 +235,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
         events: &[&Event],
     ) -> StoreResult<std::collections::HashSet<String>>;
+    /// Waits until reads see every event acknowledged before the call (SQLite's ingest
+    /// log acknowledges before its fold makes events readable); at once by default.
+    async fn settle(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Appends `line` to the backend's ingest log, if it has one open: `false` if not,
+    /// and the caller writes it to `audit_log` itself.
+    async fn append_audit_to_log(&self, _line: &crate::types::AuditEntry) -> StoreResult<bool> {
+        Ok(false)
+    }
 }
 
 /// The stored columns of an event, in the order both backends bind them.

@@ -2240,6 +2240,9 @@ async fn data_version_is_shared_by_processes(url: &str) {
     assert_eq!(after_plan.entities, start.entities + 1);
     assert_eq!(b.billing_data().await.unwrap().plans.len(), 1);
     a.insert_events(&[usage("e1", "llm", t0())]).await.unwrap();
+    // On SQLite the events reach the database when `a`'s ingest log folds them, which a
+    // read of `a` waits for; another process sees them from then on.
+    a.data_version().await.unwrap();
     let after_event = b.data_version().await.unwrap();
     assert_eq!(
         after_event,

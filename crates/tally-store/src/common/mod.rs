@@ -83,6 +83,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn data_version(&self) -> StoreResult<DataVersion> {
+        self.backend.settle().await?;
         version::read(&mut *self.backend.read().await?).await
     }
 
@@ -209,6 +210,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn get_service(&self, name: &str) -> StoreResult<Option<Service>> {
+        self.backend.settle().await?;
         entities::get_service(&mut *self.backend.read().await?, name).await
     }
 
@@ -232,18 +234,22 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn list_services(&self, page: &PageRequest) -> StoreResult<Page<Service>> {
+        self.backend.settle().await?;
         entities::list_services(&mut *self.backend.read().await?, page).await
     }
 
     async fn counts(&self) -> StoreResult<Counts> {
+        self.backend.settle().await?;
         analytics::counts(&mut *self.backend.read().await?).await
     }
 
     async fn billing_data(&self) -> StoreResult<BillingData> {
+        self.backend.settle().await?;
         analytics::billing_data(&mut *self.backend.snapshot().await?).await
     }
 
     async fn cost_data(&self) -> StoreResult<CostData> {
+        self.backend.settle().await?;
         analytics::cost_data(&mut *self.backend.snapshot().await?).await
     }
 
@@ -252,6 +258,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        self.backend.settle().await?;
         rollup::usage(&mut *self.backend.read().await?, query).await
     }
 
@@ -260,6 +267,7 @@ impl<B: Backend> Store for SqlStore<B> {
         query: &UsageQuery,
         pieces: &[(String, Span)],
     ) -> StoreResult<Vec<UsageRow>> {
+        self.backend.settle().await?;
         let lookup = rollup::PieceLookup::for_backend(B::NAME);
         rollup::usage_pieces(&mut *self.backend.snapshot().await?, lookup, query, pieces).await
     }
@@ -270,20 +278,24 @@ impl<B: Backend> Store for SqlStore<B> {
         span: Span,
         by_service: bool,
     ) -> StoreResult<ActiveCustomers> {
+        self.backend.settle().await?;
         activity::active_customers(&mut *self.backend.read().await?, kind, span, by_service).await
     }
 
     async fn day_holds_only(&self, kind: EventKind, edge: Span) -> StoreResult<bool> {
+        self.backend.settle().await?;
         rollup::day_holds_only(&mut *self.backend.read().await?, kind, edge).await
     }
 
     async fn preload(&self) -> StoreResult<()> {
+        self.backend.settle().await?;
         let all = ingest_activity::all_numbers(&mut *self.backend.read().await?).await?;
         self.numbers.remember(all);
         Ok(())
     }
 
     async fn customer_numbers(&self, ids: &[&str]) -> StoreResult<Vec<Option<u32>>> {
+        self.backend.settle().await?;
         let mut out = self.numbers.known(ids);
         let missing: Vec<&str> = ids
             .iter()
@@ -304,6 +316,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn latest_gauge(&self, name: &str, at: Micros) -> StoreResult<Option<f64>> {
+        self.backend.settle().await?;
         analytics::latest_gauge(&mut *self.backend.read().await?, name, at).await
     }
 
@@ -341,10 +354,14 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        if self.backend.append_audit_to_log(entry).await? {
+            return Ok(());
+        }
         in_tx!(self, None, access::append_audit, entry)
     }
 
     async fn list_audit(&self, page: &PageRequest) -> StoreResult<Page<AuditEntry>> {
+        self.backend.settle().await?;
         access::list_audit(&mut *self.backend.read().await?, page).await
     }
 }

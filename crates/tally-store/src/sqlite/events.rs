@@ -41,6 +41,7 @@ pub(super) type WriteLock = Arc<tokio::sync::Mutex<()>>;
 const IDS_PER_STATEMENT: usize = 10_000;
 
 /// Stores groups of event batches through a connection of its own.
+#[derive(Clone)]
 pub(super) struct EventWriter {
     conn: Arc<Mutex<rusqlite::Connection>>,
     lock: WriteLock,
@@ -74,6 +75,25 @@ impl EventWriter {
     }
 }
 
+impl EventWriter {
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction of the writer's connection under
+    /// the store's write lock, on the calling thread, which must not be a runtime's
+    /// worker (the ingest log's fold thread). `work` gives back its result and the
+    /// customer numbers it assigned, remembered once the transaction has committed.
+    pub(super) fn blocking_transaction<T>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>, &NumberCache) -> StoreResult<(T, Fresh)>,
+    ) -> StoreResult<T> {
+        let _turn = self.lock.blocking_lock();
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (out, fresh) = work(&tx, &self.numbers)?;
+        tx.commit()?;
+        self.numbers.remember(fresh);
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 impl EventWriter {
     /// The value of an integer pragma on the writer's connection.
@@ -102,14 +122,17 @@ impl WriteGroup for EventWriter {
     }
 }
 
+/// Customer numbers a transaction assigned, to remember once it has committed.
+pub(super) type Fresh = Vec<(String, u32)>;
+
 /// What a group's transaction gives back: the new ids, and the customer numbers to
 /// remember once it has committed.
-type Written = (HashSet<String>, Vec<(String, u32)>);
+type Written = (HashSet<String>, Fresh);
 
-/// Writes one group in one transaction: the duplicate check, the new rows, the rollups,
-/// the services, the activity bitmaps, one step of the events' version per batch that
-/// stored something (as if each had had its own transaction). Returns the new ids and
-/// the customer numbers not taken from `numbers`, to remember once committed.
+/// Writes one group in one transaction: the duplicate check, then [`store`], one step of
+/// the events' version per batch that stored something (as if each had had its own
+/// transaction). Returns the new ids and the customer numbers not taken from `numbers`,
+/// to remember once committed.
 fn write(
     conn: &mut rusqlite::Connection,
     group: &Group<'_>,
@@ -126,21 +149,43 @@ fn write(
         .copied()
         .filter(|e| !stored.contains(&e.id))
         .collect();
-    insert_rows(&tx, &new)?;
-    add_to_rollups(&tx, &Deltas::of(&new)?)?;
-    add_services(&tx, &new)?;
-    let fresh = mark(&tx, &activity::marks_of(&new), numbers)?;
+    let (new, fresh) = store(&tx, &new, numbers)?;
     let new: HashSet<String> = new.into_iter().map(|e| e.id.clone()).collect();
-    for _ in 0..group.changed_writes(&new) {
+    bump(&tx, group.changed_writes(&new))?;
+    tx.commit()?;
+    Ok((new, fresh))
+}
+
+/// Steps the events' data version `times` times.
+pub(super) fn bump(tx: &Transaction<'_>, times: usize) -> StoreResult<()> {
+    for _ in 0..times {
         tx.prepare_cached(crate::common::BUMP_EVENTS)?.execute([])?;
     }
-    tx.commit()?;
+    Ok(())
+}
+
+/// Inserts those of `events` (distinct ids) whose id `events` does not hold yet, and
+/// adds them to the rollups, the services and the activity bitmaps. Returns the events
+/// inserted, and the customer numbers not taken from `numbers`, to remember once
+/// committed.
+pub(super) fn store<'e>(
+    tx: &Transaction<'_>,
+    events: &[&'e Event],
+    numbers: &NumberCache,
+) -> StoreResult<(Vec<&'e Event>, Fresh)> {
+    let new = insert_rows(tx, events)?;
+    add_to_rollups(tx, &Deltas::of(&new)?)?;
+    add_services(tx, &new)?;
+    let fresh = mark(tx, &activity::marks_of(&new), numbers)?;
     Ok((new, fresh))
 }
 
 /// The ids of `events` that `events` holds already. Under the write lock nothing can come
 /// in between this and the inserts.
-fn stored_ids(tx: &Transaction<'_>, events: &[&Event]) -> StoreResult<HashSet<String>> {
+pub(super) fn stored_ids(
+    tx: &rusqlite::Connection,
+    events: &[&Event],
+) -> StoreResult<HashSet<String>> {
     // CROSS JOIN keeps the ids as the outer loop: one lookup in `events`' id index each.
     let mut find = tx.prepare_cached(
         "SELECT e.id FROM json_each(?1) AS j CROSS JOIN events AS e ON e.id = j.value",
@@ -164,17 +209,24 @@ fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
-fn insert_rows(tx: &Transaction<'_>, events: &[&Event]) -> StoreResult<()> {
+/// Inserts each event whose id is not stored yet; returns those inserted. The writers
+/// check the ids first; the conflict clause keeps a fold of the ingest log (which may
+/// replay what a crash left, or meet an id another process stored meanwhile) from
+/// counting an event twice.
+fn insert_rows<'e>(tx: &Transaction<'_>, events: &[&'e Event]) -> StoreResult<Vec<&'e Event>> {
     let sql = format!(
-        "INSERT INTO events ({}) VALUES ({})",
+        "INSERT INTO events ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
         EVENT_COLS.join(", "),
         placeholders(EVENT_COLS.len())
     );
     let mut insert = tx.prepare_cached(&sql)?;
-    for e in events {
-        insert.execute(params_from_iter(event_values(e)?))?;
+    let mut inserted = Vec::with_capacity(events.len());
+    for &e in events {
+        if insert.execute(params_from_iter(event_values(e)?))? == 1 {
+            inserted.push(e);
+        }
     }
-    Ok(())
+    Ok(inserted)
 }
 
 /// An event's values in the order of the stored columns (`EVENT_COLS`), for an SQLite
@@ -370,18 +422,19 @@ mod tests {
         assert_eq!(store.counts().await.unwrap().events, 7);
     }
 
-    /// What ingestion adds to the rollups (sums added up in Rust, one upsert per key)
-    /// equals `rollup_upserts`, the rollups' definition, run over every stored event:
-    /// random events from concurrent callers (so in groups), ids sent again. The
-    /// activity bitmaps hold exactly the customers of the stored events.
-    /// The event writer and the store's other writes share one lock: a write transaction
-    /// open elsewhere in the process holds a group back (it neither fails with
-    /// SQLITE_BUSY nor writes), and the group is stored once that transaction commits.
+    /// Without the ingest log (another store on the file owns it, as another process
+    /// would), the event writer and the store's other writes share one lock: a write
+    /// transaction open elsewhere in the process holds a group back (it neither fails
+    /// with SQLITE_BUSY nor writes), and the group is stored once that transaction
+    /// commits.
     #[tokio::test]
     async fn a_write_transaction_holds_events_back_until_it_commits() {
         use crate::db::{Arg, Backend as _};
         let dir = tempfile::tempdir().unwrap();
+        let owner = open(&dir.path().join("t.db")).await;
         let store = std::sync::Arc::new(open(&dir.path().join("t.db")).await);
+        assert!(owner.backend.log.get().is_some());
+        assert!(store.backend.log.get().is_none());
         let mut tx = store.backend.write().await.unwrap();
         tx.exec(
             "INSERT INTO services (name) VALUES ($1)",
@@ -402,8 +455,14 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(insert.await.unwrap().unwrap(), [true]);
         assert_eq!(store.counts().await.unwrap().events, 1);
+        assert_eq!(owner.counts().await.unwrap().events, 1);
     }
 
+    /// What ingestion adds to the rollups (sums added up in Rust, one upsert per key)
+    /// equals `rollup_upserts`, the rollups' definition, run over every stored event:
+    /// random events from concurrent callers (so in groups, and folded from the ingest
+    /// log in runs), ids sent again. The activity bitmaps hold exactly the customers of
+    /// the stored events.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rollups_from_deltas_equal_the_rollup_statements_over_all_events() {
         let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,8 @@
 
 mod conn;
 mod events;
+mod ingest_log;
+mod log_codec;
 
 pub use events::event_values;
 
@@ -14,18 +16,20 @@ pub(crate) mod ingest;
 
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
+use crate::types::AuditEntry;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use events::{EventWriter, WriteLock};
 use ingest::activity::NumberCache;
 use ingest::group_commit::GroupCommit;
+use ingest_log::{IngestLog, LogWriter};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::collections::HashSet;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tally_core::event::Event;
 
@@ -66,11 +70,18 @@ pub struct Sqlite {
     write: SqlitePool,
     read: SqlitePool,
     /// Event batches, written in groups through a connection of their own
-    /// (`events::EventWriter`, `group_commit`).
+    /// (`events::EventWriter`, `group_commit`), while the store has no ingest log.
     events: GroupCommit,
     /// Taken by every write of the process, through `write` or the event writer's
     /// connection.
     lock: WriteLock,
+    /// The database file.
+    path: PathBuf,
+    /// The event writer, which the ingest log's fold writes through.
+    writer: EventWriter,
+    /// The ingest log, opened by `migrate` unless another process owns it: event
+    /// batches are then acknowledged through it (and audit lines appended to it).
+    log: OnceLock<(GroupCommit, Arc<IngestLog>)>,
 }
 
 impl SqliteStore {
@@ -120,13 +131,16 @@ impl SqliteStore {
         let lock = WriteLock::default();
         let writer =
             EventWriter::open(path, &event_writer_pragmas(), lock.clone(), numbers.clone())?;
-        let events = GroupCommit::start(writer, 1, GROUP_LINGER);
+        let events = GroupCommit::start(writer.clone(), 1, GROUP_LINGER);
         Ok(SqlStore {
             backend: Sqlite {
                 write,
                 read,
                 events,
                 lock,
+                path: path.to_owned(),
+                writer,
+                log: OnceLock::new(),
             },
             numbers,
         })
@@ -167,8 +181,25 @@ fn event_writer_pragmas() -> Vec<(&'static str, String)> {
 impl Backend for Sqlite {
     const NAME: &'static str = "sqlite";
 
+    /// Applies the migrations, then opens the ingest log (once), which folds what an
+    /// earlier process acknowledged and did not fold before reads see anything.
     async fn migrate(&self) -> StoreResult<()> {
-        migrate_with_retry(|| MIGRATOR.run(&self.write)).await
+        migrate_with_retry(|| MIGRATOR.run(&self.write)).await?;
+        if self.log.get().is_some() {
+            return Ok(());
+        }
+        let (path, writer) = (self.path.clone(), self.writer.clone());
+        let log = tokio::task::spawn_blocking(move || IngestLog::open(&path, writer))
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))??;
+        if let Some(log) = log {
+            let log = Arc::new(log);
+            // Appending is one small synced write: nothing to linger for.
+            let commit = GroupCommit::start(LogWriter(log.clone()), 1, Duration::ZERO);
+            // Two calls at once would both open it; the second to open finds it owned.
+            let _ = self.log.set((commit, log));
+        }
+        Ok(())
     }
 
     /// `Store::analyze`: a full `ANALYZE`, through the write connection
@@ -208,7 +239,24 @@ impl Backend for Sqlite {
     }
 
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
-        self.events.insert(events).await
+        match self.log.get() {
+            Some((commit, _)) => commit.insert(events).await,
+            None => self.events.insert(events).await,
+        }
+    }
+
+    async fn settle(&self) -> StoreResult<()> {
+        match self.log.get() {
+            Some((_, log)) => log.settle().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn append_audit_to_log(&self, line: &AuditEntry) -> StoreResult<bool> {
+        match self.log.get() {
+            Some((_, log)) => log.append_audit(line).await.map(|()| true),
+            None => Ok(false),
+        }
     }
 }
 

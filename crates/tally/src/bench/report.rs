@@ -28,8 +28,13 @@ pub struct Generation {
 #[derive(Debug, Serialize)]
 pub struct Ingestion {
     pub events: usize,
+    /// The four quarters and `settle_seconds`.
     pub seconds: f64,
+    /// Sustained: every event sent and readable.
     pub events_per_sec: f64,
+    /// From the last acknowledgement until a read saw every event (SQLite's ingest log
+    /// folding what it acknowledged ahead).
+    pub settle_seconds: f64,
     pub accepted: u64,
     /// Per format, over its two quarters.
     pub formats: Vec<FormatResult>,

@@ -1,0 +1,680 @@
+//! The ingest log: SQLite acknowledges a group of event batches once it is appended,
+//! durably, to a log file of its own, and a fold thread moves what was appended into
+//! `events`, the rollups and the activity bitmaps in large runs.
+//!
+//! Why: written straight into `events`, each group of a few thousand events pays for
+//! its random B-tree writes and about one rollup key per event while its clients wait,
+//! and SQLite has one writer. Appending a group is one row and one synced commit of a
+//! small file; folding tens of thousands of events at once touches each rollup key and
+//! index page once per run, not once per group (docs/performance.md, "The ingest log").
+//!
+//! What a client sees is unchanged:
+//! - A 2xx means durable: the group is in the log, synced, before it is answered; an
+//!   unfolded log left by a crash is folded when the store is next migrated.
+//! - A retry never double counts: an id is new only if neither `events` nor the log's
+//!   unfolded entries hold it (checked in that order of the log first, so that an id the
+//!   fold moves in between is still seen), and the fold's insert skips an id `events`
+//!   already holds (one another process stored, or a replay of what was folded).
+//! - Reads see every acknowledged event: the store's reads of events wait until the fold
+//!   has passed what was acknowledged when they started ([`IngestLog::settle`]).
+//!
+//! Acknowledgements may run ahead of the fold by at most [`MAX_UNFOLDED`] events
+//! (backpressure), which bounds both memory and how long a read waits. Audit lines go
+//! through the log as well while it is open, so that a request's audit line does not
+//! wait for a fold to release SQLite's write lock, and audit ids still follow time.
+//!
+//! One process owns the log (SQLite's exclusive locking mode on the log file). A second
+//! process on the same database ingests straight into `events`, as before the log.
+
+use super::events::{self, EventWriter};
+use super::ingest::group_commit::{Batches, Group, WriteGroup};
+use super::log_codec;
+use crate::types::AuditEntry;
+use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
+use rusqlite::{params, TransactionBehavior};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tally_core::event::Event;
+use tokio::sync::{watch, Semaphore};
+
+/// Most events acknowledged and not yet folded; an acknowledgement beyond waits.
+pub(super) const MAX_UNFOLDED: usize = 262_144;
+
+/// Most events one fold takes (entries are whole).
+const MAX_FOLD_EVENTS: usize = 131_072;
+
+/// How long a read waits for the fold before it fails.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the fold waits before it tries a run again that failed.
+const FOLD_RETRY: Duration = Duration::from_secs(1);
+
+/// The log file of the database at `db`: its path with `-ingest` appended, beside the
+/// database's own `-wal` and `-shm` files.
+pub(super) fn log_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-ingest");
+    PathBuf::from(name)
+}
+
+/// What one entry of the log holds.
+enum Body {
+    /// New events (distinct ids, none stored when acknowledged), and how many steps of
+    /// the events' data version their group made.
+    Events {
+        events: Vec<Event>,
+        bumps: usize,
+    },
+    Audit(AuditEntry),
+}
+
+struct Entry {
+    seq: u64,
+    body: Body,
+    /// Room taken from [`Progress::room`], given back once folded.
+    room: usize,
+}
+
+/// What the acknowledging side and the fold share.
+struct Progress {
+    /// Ids of the events acknowledged and not yet folded.
+    unfolded: Mutex<HashSet<String>>,
+    /// Events that may still be acknowledged before the fold catches up.
+    room: Arc<Semaphore>,
+    /// The last entry acknowledged.
+    acked: AtomicU64,
+    /// The last entry folded (committed into the database).
+    folded: watch::Sender<u64>,
+}
+
+/// The log's connection and the next entry's number.
+struct Appender {
+    conn: rusqlite::Connection,
+    next: u64,
+    /// The last entry already deleted from the log (folded before).
+    deleted: u64,
+}
+
+/// The acknowledging side, which the store's group commit writes through.
+pub(super) struct IngestLog {
+    appender: Mutex<Appender>,
+    /// Read-only, on the database: the duplicate check against `events`.
+    lookup: Mutex<rusqlite::Connection>,
+    fold: Mutex<mpsc::Sender<Entry>>,
+    progress: Arc<Progress>,
+}
+
+impl IngestLog {
+    /// Opens the log of the database at `db` (migrated) and starts its fold thread over
+    /// `writer`, after queueing what an earlier process acknowledged and did not fold.
+    /// `None` when another process owns the log.
+    pub(super) fn open(db: &Path, writer: EventWriter) -> StoreResult<Option<IngestLog>> {
+        let Some(conn) = own(&log_path(db))? else {
+            return Ok(None);
+        };
+        let lookup = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        lookup.busy_timeout(super::BUSY_TIMEOUT)?;
+        let folded: i64 = writer.blocking_transaction(|tx, _| {
+            let seq = tx.query_row("SELECT seq FROM ingest_folded", [], |r| r.get(0))?;
+            Ok((seq, vec![]))
+        })?;
+        let folded = folded as u64;
+        let left = unfolded(&conn, folded)?;
+        let last = left.last().map_or(folded, |e| e.seq);
+        let top: Option<i64> = conn.query_row("SELECT MAX(seq) FROM log", [], |r| r.get(0))?;
+        let next = (top.unwrap_or(0) as u64).max(last) + 1;
+        let progress = Arc::new(Progress {
+            unfolded: Mutex::new(HashSet::new()),
+            room: Arc::new(Semaphore::new(MAX_UNFOLDED)),
+            acked: AtomicU64::new(last),
+            folded: watch::Sender::new(folded),
+        });
+        let (send, receive) = mpsc::channel();
+        {
+            let mut ids = progress
+                .unfolded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for entry in left {
+                if let Body::Events { events, .. } = &entry.body {
+                    ids.extend(events.iter().map(|e| e.id.clone()));
+                }
+                send.send(entry).expect("the receiver is here");
+            }
+        }
+        let fold_progress = progress.clone();
+        std::thread::Builder::new()
+            .name("tally-fold".into())
+            .spawn(move || fold_all(&writer, &receive, &fold_progress))
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(Some(IngestLog {
+            appender: Mutex::new(Appender {
+                conn,
+                next,
+                deleted: 0,
+            }),
+            lookup: Mutex::new(lookup),
+            fold: Mutex::new(send),
+            progress,
+        }))
+    }
+
+    /// Waits until the fold has passed every entry acknowledged before this call, so a
+    /// read that follows sees them.
+    pub(super) async fn settle(&self) -> StoreResult<()> {
+        let target = self.progress.acked.load(Ordering::Acquire);
+        let mut folded = self.progress.folded.subscribe();
+        let passed = tokio::time::timeout(SETTLE_TIMEOUT, folded.wait_for(|f| *f >= target))
+            .await
+            .map(|r| r.is_ok());
+        match passed {
+            Ok(true) => Ok(()),
+            // The fold thread ended (it only does when the log closes) or is stuck: its
+            // errors are logged where they happen.
+            Ok(false) | Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    /// Appends an audit line; it reaches `audit_log` with the next fold.
+    pub(super) async fn append_audit(self: &Arc<Self>, line: &AuditEntry) -> StoreResult<()> {
+        let (log, line) = (self.clone(), line.clone());
+        tokio::task::spawn_blocking(move || {
+            let blob = log_codec::encode_audit(&line);
+            log.append("audit", 0, &blob, |seq| Entry {
+                seq,
+                body: Body::Audit(line),
+                room: 0,
+            })
+        })
+        .await
+        .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
+    }
+
+    /// Appends one entry durably and hands it to the fold; `entry` builds what the fold
+    /// gets from the entry's number. Under the appender's lock, so entries are numbered,
+    /// synced and folded in one order.
+    fn append(
+        &self,
+        kind: &str,
+        bumps: usize,
+        blob: &[u8],
+        entry: impl FnOnce(u64) -> Entry,
+    ) -> StoreResult<()> {
+        let mut a = self.appender.lock().unwrap_or_else(PoisonError::into_inner);
+        let folded = *self.progress.folded.borrow();
+        let seq = a.next;
+        let deleted = a.deleted;
+        let tx = a
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Folded entries are dropped in the next append's transaction: no sync of its own.
+        if folded > deleted {
+            tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?
+                .execute([folded as i64])?;
+        }
+        tx.prepare_cached("INSERT INTO log (seq, kind, bumps, body) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![seq as i64, kind, bumps as i64, blob])?;
+        tx.commit()?;
+        a.next = seq + 1;
+        a.deleted = folded.max(deleted);
+        let entry = entry(seq);
+        if let Body::Events { events, .. } = &entry.body {
+            let mut ids = self
+                .progress
+                .unfolded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            ids.extend(events.iter().map(|e| e.id.clone()));
+        }
+        self.fold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(entry)
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?;
+        self.progress.acked.store(seq, Ordering::Release);
+        Ok(())
+    }
+
+    /// The events of `group` that neither the log nor `events` holds, in order.
+    fn new_events<'g>(&self, group: &Group<'g>) -> StoreResult<Vec<&'g Event>> {
+        // The log first: an id folded after this look is in `events` for the next one.
+        let candidates: Vec<&Event> = {
+            let ids = self
+                .progress
+                .unfolded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            group
+                .events()
+                .iter()
+                .copied()
+                .filter(|e| !ids.contains(&e.id))
+                .collect()
+        };
+        let lookup = self.lookup.lock().unwrap_or_else(PoisonError::into_inner);
+        let stored = events::stored_ids(&lookup, &candidates)?;
+        Ok(candidates
+            .into_iter()
+            .filter(|e| !stored.contains(&e.id))
+            .collect())
+    }
+
+    /// A group's acknowledgement, on a blocking thread (the group commit runs one at a
+    /// time, so each group's check sees the ids of the one before): returns the new ids
+    /// and the room the fold will give back, at most `taken`.
+    fn acknowledge(
+        &self,
+        batches: &Batches,
+        taken: usize,
+    ) -> StoreResult<(HashSet<String>, usize)> {
+        let group = Group::new(batches);
+        let new = self.new_events(&group)?;
+        if new.is_empty() {
+            return Ok((HashSet::new(), 0));
+        }
+        let ids: HashSet<String> = new.iter().map(|e| e.id.clone()).collect();
+        let bumps = group.changed_writes(&ids);
+        let blob = log_codec::encode_events(new.iter().copied());
+        let room = new.len().min(taken);
+        self.append("events", bumps, &blob, |seq| Entry {
+            seq,
+            body: Body::Events {
+                events: new.into_iter().cloned().collect(),
+                bumps,
+            },
+            room,
+        })?;
+        Ok((ids, room))
+    }
+}
+
+/// The acknowledging side as the group commit's writer.
+pub(super) struct LogWriter(pub(super) Arc<IngestLog>);
+
+#[async_trait]
+impl WriteGroup for LogWriter {
+    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
+        let n = batches
+            .iter()
+            .map(Vec::len)
+            .sum::<usize>()
+            .min(MAX_UNFOLDED);
+        let room = self.0.progress.room.clone();
+        let permit = room
+            .acquire_many(u32::try_from(n).expect("at most MAX_UNFOLDED"))
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?;
+        // Given back by the fold for what it folds, here for what was not appended.
+        permit.forget();
+        let log = self.0.clone();
+        let result = tokio::task::spawn_blocking(move || log.acknowledge(&batches, n))
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed));
+        match result {
+            Ok(Ok((new, kept))) => {
+                room.add_permits(n - kept);
+                Ok(new)
+            }
+            Ok(Err(e)) | Err(e) => {
+                room.add_permits(n);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Opens the log file and takes it for this process: `None` if another process has.
+fn own(path: &Path) -> StoreResult<Option<rusqlite::Connection>> {
+    let conn = rusqlite::Connection::open(path)?;
+    let taken = (|| -> rusqlite::Result<()> {
+        // Exclusive before WAL: no shared memory, and the lock taken by the first write
+        // is kept until the connection closes. Another owner answers SQLITE_BUSY at once.
+        conn.busy_timeout(Duration::ZERO)?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL syncs the WAL on every commit: an acknowledged group survives a power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "BEGIN IMMEDIATE; \
+             CREATE TABLE IF NOT EXISTS log (\
+                 seq   INTEGER PRIMARY KEY, \
+                 kind  TEXT NOT NULL, \
+                 bumps INTEGER NOT NULL, \
+                 body  BLOB NOT NULL); \
+             COMMIT;",
+        )
+    })();
+    match taken {
+        Ok(()) => Ok(Some(conn)),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy
+                || e.code == rusqlite::ErrorCode::DatabaseLocked =>
+        {
+            tracing::info!(
+                log = %path.display(),
+                "another process owns the ingest log: events are written straight into the database"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The log's entries after `folded`, in order.
+fn unfolded(conn: &rusqlite::Connection, folded: u64) -> StoreResult<Vec<Entry>> {
+    let mut rows =
+        conn.prepare("SELECT seq, kind, bumps, body FROM log WHERE seq > ?1 ORDER BY seq")?;
+    let rows = rows.query_map([folded as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (seq, kind, bumps, body) = row?;
+        let body = match kind.as_str() {
+            "events" => Body::Events {
+                events: log_codec::decode_events(&body).map_err(corrupt)?,
+                bumps: bumps as usize,
+            },
+            "audit" => Body::Audit(log_codec::decode_audit(&body).map_err(corrupt)?),
+            _ => return Err(corrupt(format!("an entry of unknown kind `{kind}`"))),
+        };
+        entries.push(Entry {
+            seq: seq as u64,
+            body,
+            room: 0,
+        });
+    }
+    Ok(entries)
+}
+
+fn corrupt(e: impl ToString) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(e.to_string()))
+}
+
+/// The fold thread: takes every entry queued (up to [`MAX_FOLD_EVENTS`]), folds them in
+/// one transaction, and tells the readers. Ends when the log closes and its queue is
+/// empty.
+fn fold_all(writer: &EventWriter, queue: &mpsc::Receiver<Entry>, progress: &Progress) {
+    while let Ok(first) = queue.recv() {
+        let mut run = vec![first];
+        let mut events = size(&run[0]);
+        while events < MAX_FOLD_EVENTS {
+            match queue.try_recv() {
+                Ok(entry) => {
+                    events += size(&entry);
+                    run.push(entry);
+                }
+                Err(_) => break,
+            }
+        }
+        // The entries are durable in the log; a failed fold is tried again until it
+        // goes through, and reads wait meanwhile (up to SETTLE_TIMEOUT).
+        while let Err(e) = writer.blocking_transaction(|tx, numbers| fold(tx, numbers, &run)) {
+            tracing::error!(error = %e, entries = run.len(), "folding the ingest log failed; trying again");
+            std::thread::sleep(FOLD_RETRY);
+        }
+        {
+            let mut ids = progress
+                .unfolded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for entry in &run {
+                if let Body::Events { events, .. } = &entry.body {
+                    for e in events {
+                        ids.remove(&e.id);
+                    }
+                }
+            }
+        }
+        let last = run.last().expect("a run holds an entry").seq;
+        progress.folded.send_replace(last);
+        progress.room.add_permits(run.iter().map(|e| e.room).sum());
+    }
+}
+
+fn size(entry: &Entry) -> usize {
+    match &entry.body {
+        Body::Events { events, .. } => events.len(),
+        Body::Audit(_) => 1,
+    }
+}
+
+/// One fold's transaction: the run's events (as one group), its audit lines in order, the
+/// data version's steps, and the log position folded.
+fn fold(
+    tx: &rusqlite::Transaction<'_>,
+    numbers: &super::ingest::activity::NumberCache,
+    run: &[Entry],
+) -> StoreResult<((), events::Fresh)> {
+    let mut events: Vec<&Event> = Vec::new();
+    let mut bumps = 0;
+    for entry in run {
+        match &entry.body {
+            Body::Events {
+                events: e,
+                bumps: b,
+            } => {
+                events.extend(e.iter());
+                bumps += b;
+            }
+            Body::Audit(line) => {
+                tx.prepare_cached(
+                    "INSERT INTO audit_log (at, key_id, method, route, status, client) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    line.at,
+                    line.key_id,
+                    line.method,
+                    line.route,
+                    line.status,
+                    line.client
+                ])?;
+            }
+        }
+    }
+    let (_, fresh) = events::store(tx, &events, numbers)?;
+    events::bump(tx, bumps)?;
+    let last = run.last().expect("a run holds an entry").seq;
+    tx.prepare_cached("UPDATE ingest_folded SET seq = ?1")?
+        .execute([last as i64])?;
+    Ok(((), fresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Arg, Backend as _};
+    use crate::sqlite::SqliteStore;
+    use crate::{PageRequest, Store};
+    use tally_core::event::EventKind;
+
+    /// The position folded, as the database holds it (tests).
+    fn folded_in(db: &Path) -> u64 {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let seq: i64 = conn
+            .query_row("SELECT seq FROM ingest_folded", [], |r| r.get(0))
+            .unwrap();
+        seq as u64
+    }
+
+    async fn open(path: &Path) -> Arc<SqliteStore> {
+        let store = SqliteStore::open(path).await.unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
+    }
+
+    fn usage(id: &str, customer: &str, day: i64) -> Event {
+        Event {
+            customer_id: Some(customer.into()),
+            service: Some("api".into()),
+            ..Event::blank(id, EventKind::Usage, day * 86_400_000_000 + 3_600_000_000)
+        }
+    }
+
+    /// Holds SQLite's write lock (and the store's) until committed: the fold waits.
+    async fn hold_writes(store: &SqliteStore) -> Box<dyn crate::db::Conn> {
+        let mut tx = store.backend.write().await.unwrap();
+        tx.exec(
+            "INSERT INTO services (name) VALUES ($1)",
+            vec![Arg::from("held")],
+        )
+        .await
+        .unwrap();
+        tx
+    }
+
+    /// A group is acknowledged while another write holds the database (it only needs
+    /// the log); a read started after waits for the fold, which waits for that write.
+    #[tokio::test]
+    async fn a_group_is_acknowledged_before_its_fold_and_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("t.db")).await;
+        let tx = hold_writes(&store).await;
+        let events = [usage("e1", "c1", 0)];
+        let ack = tokio::time::timeout(Duration::from_secs(5), store.insert_events(&events));
+        assert_eq!(ack.await.unwrap().unwrap(), [true]);
+        let read = tokio::spawn({
+            let store = store.clone();
+            async move { store.counts().await.unwrap().events }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!read.is_finished());
+        tx.commit().await.unwrap();
+        assert_eq!(read.await.unwrap(), 1);
+        assert_eq!(folded_in(&dir.path().join("t.db")), 1);
+    }
+
+    /// An id acknowledged and not folded yet is a duplicate, and so is it once folded.
+    #[tokio::test]
+    async fn an_unfolded_id_sent_again_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("t.db")).await;
+        let tx = hold_writes(&store).await;
+        let e1 = usage("e1", "c1", 0);
+        assert_eq!(
+            store
+                .insert_events(std::slice::from_ref(&e1))
+                .await
+                .unwrap(),
+            [true]
+        );
+        let again = [e1.clone(), usage("e2", "c1", 0)];
+        assert_eq!(store.insert_events(&again).await.unwrap(), [false, true]);
+        tx.commit().await.unwrap();
+        assert_eq!(store.insert_events(&again).await.unwrap(), [false, false]);
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts.events, 2);
+        // Two writes stored something: two steps, as without the log.
+        assert_eq!(store.data_version().await.unwrap().events, 2);
+    }
+
+    /// What a process acknowledged and did not fold (written here as its log would hold
+    /// it) is folded when the store is next migrated: the entries after the position the
+    /// database records, each once, the audit lines among them.
+    #[tokio::test]
+    async fn an_unfolded_log_is_folded_by_the_next_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(open(&path).await);
+        {
+            // The dropped store's writer task lets go of the log once it runs again.
+            let mut conn = None;
+            for _ in 0..100 {
+                conn = own(&log_path(&path)).unwrap();
+                if conn.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let conn = conn.expect("the log is free");
+            let line = AuditEntry {
+                id: 0,
+                at: 5,
+                key_id: None,
+                method: "POST".into(),
+                route: "/api/v1/events".into(),
+                status: 200,
+                client: None,
+            };
+            let x = [usage("x", "c1", 0)];
+            let y = [usage("y", "c2", 1), usage("z", "c1", 1)];
+            let rows: [(i64, &str, i64, Vec<u8>); 3] = [
+                (1, "events", 1, log_codec::encode_events(x.iter())),
+                (2, "events", 1, log_codec::encode_events(y.iter())),
+                (3, "audit", 0, log_codec::encode_audit(&line)),
+            ];
+            for (seq, kind, bumps, body) in rows {
+                conn.execute(
+                    "INSERT INTO log (seq, kind, bumps, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![seq, kind, bumps, body],
+                )
+                .unwrap();
+            }
+            // Entry 1 was folded before the crash.
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute("UPDATE ingest_folded SET seq = 1", [])
+                .unwrap();
+        }
+        let store = open(&path).await;
+        assert_eq!(store.counts().await.unwrap().events, 2);
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM events ORDER BY id")
+            .fetch_all(&store.backend.read)
+            .await
+            .unwrap();
+        assert_eq!(ids, [("y".to_owned(),), ("z".to_owned(),)]);
+        assert_eq!(store.data_version().await.unwrap().events, 1);
+        let audit = store.list_audit(&PageRequest::default()).await.unwrap();
+        assert_eq!(audit.items.len(), 1);
+        assert_eq!(audit.items[0].at, 5);
+        assert_eq!(folded_in(&path), 3);
+        // New entries follow the log's last number; folded, they are not folded again.
+        assert_eq!(
+            store.insert_events(&[usage("w", "c3", 2)]).await.unwrap(),
+            [true]
+        );
+        assert_eq!(store.counts().await.unwrap().events, 3);
+        assert_eq!(folded_in(&path), 4);
+        drop(store);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let store = open(&path).await;
+        assert!(store.backend.log.get().is_some());
+        assert_eq!(store.counts().await.unwrap().events, 3);
+        assert_eq!(store.data_version().await.unwrap().events, 2);
+    }
+
+    /// A second process on the database finds the log owned and writes events straight
+    /// into the database, where the owner reads them.
+    #[tokio::test]
+    async fn a_second_process_writes_straight_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let owner = open(&path).await;
+        let second = open(&path).await;
+        assert!(owner.backend.log.get().is_some());
+        assert!(second.backend.log.get().is_none());
+        assert_eq!(
+            second.insert_events(&[usage("e1", "c1", 0)]).await.unwrap(),
+            [true]
+        );
+        assert_eq!(owner.counts().await.unwrap().events, 1);
+        // The owner's check sees what the second stored.
+        assert_eq!(
+            owner.insert_events(&[usage("e1", "c1", 0)]).await.unwrap(),
+            [false]
+        );
+    }
+}
