@@ -142,7 +142,7 @@ pub async fn sqlite_insert(
 }
 
 fn remove_sqlite(p: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", "-ingest", "-ingest-wal"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
     }
 }

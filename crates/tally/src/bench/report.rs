@@ -231,8 +231,11 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
         );
         let _ = writeln!(
             s,
-            "| ingestion over HTTP, both | {:.0} events/s ({} events in {:.1} s) |",
-            self.ingestion.events_per_sec, self.ingestion.events, self.ingestion.seconds
+            "| ingestion over HTTP, both, until readable | {:.0} events/s ({} events in {:.1} s, of which {:.2} s after the last acknowledgement) |",
+            self.ingestion.events_per_sec,
+            self.ingestion.events,
+            self.ingestion.seconds,
+            self.ingestion.settle_seconds
         );
         let _ = writeln!(
             s,
