@@ -63,6 +63,16 @@ impl TestStore {
         })
     }
 
+    /// Lets go of what this process holds of the store besides its data: on SQLite, the
+    /// ingest log, which a server started next then owns, as a lone `tally serve` does.
+    /// The store left in `store` is not migrated, so it owns nothing: it writes events
+    /// straight into the database and reads what is committed there.
+    pub async fn hand_over(&mut self) {
+        self.store = tally_store::open(&self.url).await.expect("open store");
+        // The dropped store's writer task lets go of the log the next time it runs.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     /// Opens the same database again, as a restarted process would.
     pub async fn reopen(&self) -> Arc<dyn Store> {
         open(&self.url).await

@@ -60,6 +60,12 @@ pub async fn serve(cfg: Resolved, store: Arc<dyn Store>, banner: Option<String>)
         println!("{}", b.replace("{addr}", &addr.to_string()));
     }
     tally_server::run(listener, state, shutdown_signal()).await?;
+    // A read waits until SQLite's ingest log is folded into the database: after a clean
+    // stop the database file holds every acknowledged event (a crash leaves them in the
+    // log, for the next start to fold).
+    if let Err(e) = store.data_version().await {
+        tracing::warn!(error = %e, "the ingest log was not folded before stopping; the next start folds it");
+    }
     tracing::info!("tally stopped");
     Ok(())
 }

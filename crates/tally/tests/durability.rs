@@ -18,8 +18,27 @@ fn events(n: usize) -> Value {
     )
 }
 
-async fn acknowledged_writes_survive_sigkill(store: TestStore) {
+/// Whether another connection can read the SQLite ingest log of the store at `url`
+/// (`None` if the store is not SQLite): not while a process owns it.
+fn ingest_log_readable(url: &str) -> Option<bool> {
+    let log = format!("{}-ingest", url.strip_prefix("sqlite://")?);
+    let conn = rusqlite::Connection::open(log).unwrap();
+    Some(
+        conn.query_row("SELECT COUNT(*) FROM log", [], |r| r.get::<_, i64>(0))
+            .is_ok(),
+    )
+}
+
+async fn acknowledged_writes_survive_sigkill(mut store: TestStore) {
     let secret = add_key(store.store.as_ref(), Role::Ingest).await;
+    // The server, not this process, takes SQLite's ingest log: its events are then
+    // acknowledged once in the log, before they are folded into the database.
+    store.hand_over().await;
+    assert_ne!(
+        ingest_log_readable(&store.url),
+        Some(false),
+        "still owned here"
+    );
     let http = reqwest::Client::new();
     let server = start(&store.url);
 
@@ -41,6 +60,11 @@ async fn acknowledged_writes_survive_sigkill(store: TestStore) {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 1000);
+    assert_ne!(
+        ingest_log_readable(&store.url),
+        Some(true),
+        "the server does not own the ingest log"
+    );
     // No graceful shutdown, no flush: the process dies the moment the 2xx is read.
     server.kill();
 

@@ -211,6 +211,8 @@ impl Backend for Sqlite {
     /// `analysis_limit` samples each index from its start, which put 501 events per
     /// kind where there were 76,657.
     async fn analyze(&self) -> StoreResult<()> {
+        // Statistics of every event acknowledged, the ingest log's unfolded ones too.
+        self.settle().await?;
         let _turn = self.lock.lock().await;
         sqlx::query("ANALYZE").execute(&self.write).await?;
         Ok(())
