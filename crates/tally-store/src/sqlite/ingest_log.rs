@@ -42,10 +42,10 @@ use tally_core::event::Event;
 use tokio::sync::{watch, Semaphore};
 
 /// Most events acknowledged and not yet folded; an acknowledgement beyond waits.
-pub(super) const MAX_UNFOLDED: usize = 262_144;
+pub(super) const MAX_UNFOLDED: usize = 131_072;
 
 /// Most events one fold takes (entries are whole).
-const MAX_FOLD_EVENTS: usize = 131_072;
+const MAX_FOLD_EVENTS: usize = 65_536;
 
 /// How long a read waits for the fold before it fails.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
