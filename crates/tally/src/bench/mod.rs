@@ -267,7 +267,7 @@ pub async fn run(args: Args) -> Result<report::Report> {
         phases.push(p);
     }
     // SQLite acknowledges a batch once it is in the ingest log and folds the log into the
-    // tables behind (up to ~262 k events behind): a read waits until everything
+    // tables behind (up to ~131 k events behind): a read waits until everything
     // acknowledged is readable. That wait counts into the sustained rate.
     let t = Instant::now();
     http.get(format!("{}/api/v1/services", srv.base))
