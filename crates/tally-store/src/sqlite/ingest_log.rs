@@ -104,7 +104,7 @@ pub(super) struct IngestLog {
     appender: Mutex<Appender>,
     /// Read-only, on the database: the duplicate check against `events`.
     lookup: Mutex<rusqlite::Connection>,
-    fold: Mutex<mpsc::Sender<Entry>>,
+    fold: mpsc::Sender<Entry>,
     progress: Arc<Progress>,
 }
 
@@ -161,7 +161,7 @@ impl IngestLog {
                 deleted: 0,
             }),
             lookup: Mutex::new(lookup),
-            fold: Mutex::new(send),
+            fold: send,
             progress,
         }))
     }
@@ -234,8 +234,6 @@ impl IngestLog {
             ids.extend(events.iter().map(|e| e.id.clone()));
         }
         self.fold
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .send(entry)
             .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?;
         self.progress.acked.store(seq, Ordering::Release);
