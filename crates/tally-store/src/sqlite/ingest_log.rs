@@ -53,6 +53,10 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the fold waits before it tries a run again that failed.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 
+/// How many nice steps above the process's the fold thread asks for (Linux, two CPUs or
+/// more; see [`raise_fold_priority`]).
+const FOLD_PRIORITY_BOOST: i32 = 10;
+
 /// The log file of the database at `db`: its path with `-ingest` appended, beside the
 /// database's own `-wal` and `-shm` files.
 pub(super) fn log_path(db: &Path) -> PathBuf {
@@ -152,7 +156,10 @@ impl IngestLog {
         let fold_progress = progress.clone();
         std::thread::Builder::new()
             .name("tally-fold".into())
-            .spawn(move || fold_all(&writer, &receive, &fold_progress))
+            .spawn(move || {
+                raise_fold_priority();
+                fold_all(&writer, &receive, &fold_progress);
+            })
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Some(IngestLog {
             appender: Mutex::new(Appender {
@@ -439,6 +446,39 @@ fn fold_all(writer: &EventWriter, queue: &mpsc::Receiver<Entry>, progress: &Prog
         let last = run.last().expect("a run holds an entry").seq;
         progress.folded.send_replace(last);
         progress.room.add_permits(run.iter().map(|e| e.room).sum());
+    }
+}
+
+/// Asks for the calling thread (the fold) to run ahead of the process's other threads.
+///
+/// Under a full load of ingestion both CPUs of a small machine are busy, the fold on one
+/// and the request threads, which parse and acknowledge in parallel, on both; at equal
+/// priority the fold, the one serial stage, waits for a CPU about a tenth of its time,
+/// and ingestion with it (docs/performance.md, "The fold's priority"). Raising a
+/// priority needs CAP_SYS_NICE (or root, or an RLIMIT_NICE that allows it); without it
+/// the fold runs at the process's priority, as every other thread. On Linux the nice
+/// value belongs to the thread, and `PRIO_PROCESS` with no id names the calling one
+/// (setpriority(2), NOTES); threads the fold starts (`events::store`'s additions)
+/// inherit it. With one CPU the fold would take the request threads' only one: left
+/// alone.
+fn raise_fold_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return;
+        }
+        let raised = getpriority_process(None).and_then(|nice| {
+            let wanted = (nice - FOLD_PRIORITY_BOOST).max(-20);
+            setpriority_process(None, wanted).map(|()| wanted)
+        });
+        match raised {
+            Ok(nice) => tracing::debug!(nice, "the ingest log's fold runs at a raised priority"),
+            Err(e) => tracing::debug!(
+                error = %e,
+                "the ingest log's fold runs at the process's priority (raising it needs CAP_SYS_NICE)"
+            ),
+        }
     }
 }
 
