@@ -531,7 +531,50 @@ mod tests {
         let distinct: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(store.counts().await.unwrap().events, distinct.len() as i64);
 
-        let mut conn = connect(&path).await;
+        assert_rollups_and_bitmaps_hold_the_stored_events(&path).await;
+    }
+
+    /// A run of at least [`ADDITIONS_APART_FROM`] events has its additions worked out on
+    /// a second thread: used when every event was new, worked out again from the rows
+    /// inserted when some ids were stored already (the second run below would count
+    /// those twice otherwise).
+    #[tokio::test]
+    async fn additions_worked_out_apart_count_only_the_rows_inserted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = open(&path).await;
+        let mut seen = HashSet::new();
+        let events: Vec<Event> = random_events()
+            .into_iter()
+            .filter(|e| seen.insert(e.id.clone()))
+            .collect();
+        let first = ADDITIONS_APART_FROM + 10;
+        assert!(events.len() > first + 500, "{}", events.len());
+        let writer = store.backend.writer.clone();
+        let (inserted, total) = tokio::task::spawn_blocking(move || {
+            let all: Vec<&Event> = events.iter().collect();
+            let mut inserted = Vec::new();
+            for run in [&all[..first], &all[..]] {
+                let n = writer
+                    .blocking_transaction(|tx, numbers| {
+                        let (new, fresh) = super::store(tx, run, numbers)?;
+                        Ok((new.len(), fresh))
+                    })
+                    .unwrap();
+                inserted.push(n);
+            }
+            (inserted, all.len())
+        })
+        .await
+        .unwrap();
+        assert_eq!(inserted, [first, total - first]);
+        assert_rollups_and_bitmaps_hold_the_stored_events(&path).await;
+    }
+
+    /// Both rollups equal `rollup_upserts` run over every stored event, and the activity
+    /// bitmaps hold exactly the stored events' customers.
+    async fn assert_rollups_and_bitmaps_hold_the_stored_events(path: &Path) {
+        let mut conn = connect(path).await;
         let mut tx = conn.begin().await.unwrap();
         for sql in [
             "CREATE TEMP TABLE folded_daily AS SELECT * FROM usage_daily",
