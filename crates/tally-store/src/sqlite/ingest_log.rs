@@ -454,7 +454,7 @@ fn fold_all(writer: &EventWriter, queue: &mpsc::Receiver<Entry>, progress: &Prog
 /// Under a full load of ingestion both CPUs of a small machine are busy, the fold on one
 /// and the request threads, which parse and acknowledge in parallel, on both; at equal
 /// priority the fold, the one serial stage, waits for a CPU about a tenth of its time,
-/// and ingestion with it (docs/performance.md, "The fold's priority"). Raising a
+/// and ingestion with it (docs/performance.md, "SQLite: the fold first"). Raising a
 /// priority needs CAP_SYS_NICE (or root, or an RLIMIT_NICE that allows it); without it
 /// the fold runs at the process's priority, as every other thread. On Linux the nice
 /// value belongs to the thread, and `PRIO_PROCESS` with no id names the calling one
