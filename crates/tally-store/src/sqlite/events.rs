@@ -206,16 +206,19 @@ pub(super) fn store<'e>(
     // of the ingest log, the one serial stage of ingestion, is shorter by that much.
     let (new, apart) = if events.len() >= ADDITIONS_APART_FROM {
         std::thread::scope(|s| {
+            // A thread that cannot start leaves the work to this one (below).
             let apart = std::thread::Builder::new()
                 .name("tally-additions".into())
                 .spawn_scoped(s, || Additions::of(events))
-                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                .ok();
             let new = insert_rows(tx, events);
-            let apart = apart
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok::<_, StoreError>((new, Some(apart)))
-        })?
+            let apart = apart.map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (new, apart)
+        })
     } else {
         (insert_rows(tx, events), None)
     };
