@@ -273,6 +273,30 @@ mod tests {
             .unwrap()
     }
 
+    /// SQLite is built with `.cargo/config.toml`'s flags: without the shared page cache
+    /// of SQLITE_ENABLE_MEMORY_MANAGEMENT and without memory statistics, whose mutexes
+    /// the event writer would take for every page and allocation.
+    #[test]
+    fn built_without_memory_bookkeeping() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        // The options libsqlite3-sys sets are still there.
+        assert!(options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+    }
+
     /// The read connections keep a small page cache and no memory map (see
     /// `READ_CACHE_KIB`); the write connection keeps its large ones.
     #[tokio::test]
