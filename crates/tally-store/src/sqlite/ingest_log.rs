@@ -41,11 +41,17 @@ use std::time::Duration;
 use tally_core::event::Event;
 use tokio::sync::{watch, Semaphore};
 
-/// Most events acknowledged and not yet folded; an acknowledgement beyond waits.
-pub(super) const MAX_UNFOLDED: usize = 131_072;
+/// Most events acknowledged and not yet folded; an acknowledgement beyond waits. Twice a
+/// fold's run, so that the next run queues up while one is folded.
+pub(super) const MAX_UNFOLDED: usize = 524_288;
 
-/// Most events one fold takes (entries are whole).
-const MAX_FOLD_EVENTS: usize = 65_536;
+/// Most events one fold takes (entries are whole). A run's commit writes every page it
+/// changed once, and at scale L (100,000 customers) a run of 65,536 events, a third of a
+/// day, changed most of the day's pages of the per-customer rollup and added a row there
+/// for nearly every event; runs four times as long, taken when that many are queued,
+/// measured 144 k events/s at L against 134 k, and the same at M (docs/performance.md,
+/// "SQLite: longer folds at scale L").
+const MAX_FOLD_EVENTS: usize = 262_144;
 
 /// How long a read waits for the fold before it fails.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -39,8 +39,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// `tally` command) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Page cache of the write connection, KiB.
-const CACHE_KIB: u32 = 64 * 1024;
+/// Page cache of each write connection, KiB: room for the pages a fold's run of the
+/// ingest log changes (tens of MiB at scale L), which would otherwise spill into the WAL
+/// before the commit. SQLite takes it as it is used.
+const CACHE_KIB: u32 = 256 * 1024;
 /// The write connection reads through a memory map of this much of the file, sharing the
 /// OS page cache instead of copying pages.
 const MMAP_BYTES: u64 = 1 << 30;
@@ -307,7 +309,7 @@ mod tests {
         // A negative cache_size is KiB; mmap_size is bytes.
         assert_eq!(pragma(read, "cache_size").await, -8 * 1024);
         assert_eq!(pragma(read, "mmap_size").await, 0);
-        assert_eq!(pragma(write, "cache_size").await, -64 * 1024);
+        assert_eq!(pragma(write, "cache_size").await, -256 * 1024);
         assert_eq!(pragma(write, "mmap_size").await, 1 << 30);
     }
 
