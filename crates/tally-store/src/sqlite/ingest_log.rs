@@ -45,12 +45,13 @@ use tokio::sync::{watch, Semaphore};
 /// fold's run, so that the next run queues up while one is folded.
 pub(super) const MAX_UNFOLDED: usize = 524_288;
 
-/// Most events one fold takes (entries are whole). A run's commit writes every page it
-/// changed once, and at scale L (100,000 customers) a run of 65,536 events, a third of a
-/// day, changed most of the day's pages of the per-customer rollup and added a row there
-/// for nearly every event; runs four times as long, taken when that many are queued,
-/// measured 144 k events/s at L against 134 k, and the same at M (docs/performance.md,
-/// "SQLite: longer folds at scale L").
+/// Most events one fold takes (entries are whole; it takes what is queued, up to this).
+/// A run's commit writes every page it changed, and at scale L (100,000 customers) a run
+/// of 65,536 events, a third of a day, meets few events of one customer, so its rollup
+/// rows spread over the day's pages again in every run; runs four times as long measured
+/// +7.5 % at L (twice) and the same at M (docs/performance.md, "SQLite: without its
+/// memory bookkeeping, and longer folds at L"). Under a full load a run is about half of
+/// [`MAX_UNFOLDED`], which bounds a read's wait for the fold as well.
 const MAX_FOLD_EVENTS: usize = 262_144;
 
 /// How long a read waits for the fold before it fails.
