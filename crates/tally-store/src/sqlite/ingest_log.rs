@@ -42,7 +42,9 @@ use tally_core::event::Event;
 use tokio::sync::{watch, Semaphore};
 
 /// Most events acknowledged and not yet folded; an acknowledgement beyond waits. Twice a
-/// fold's run, so that the next run queues up while one is folded.
+/// fold's run, so that the next run queues up while one is folded. It also bounds how
+/// long a read waits for the fold (a few seconds at L's rate; measured far less, since
+/// the queue stays short of it: docs/performance.md).
 pub(super) const MAX_UNFOLDED: usize = 524_288;
 
 /// Most events one fold takes (entries are whole; it takes what is queued, up to this).
@@ -50,8 +52,7 @@ pub(super) const MAX_UNFOLDED: usize = 524_288;
 /// of 65,536 events, a third of a day, meets few events of one customer, so its rollup
 /// rows spread over the day's pages again in every run; runs four times as long measured
 /// +7.5 % at L (twice) and the same at M (docs/performance.md, "SQLite: without its
-/// memory bookkeeping, and longer folds at L"). Under a full load a run is about half of
-/// [`MAX_UNFOLDED`], which bounds a read's wait for the fold as well.
+/// memory bookkeeping, and longer folds at L").
 const MAX_FOLD_EVENTS: usize = 262_144;
 
 /// How long a read waits for the fold before it fails.
