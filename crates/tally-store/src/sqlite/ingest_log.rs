@@ -603,6 +603,37 @@ mod tests {
         assert_eq!(folded_in(&dir.path().join("t.db")), 1);
     }
 
+    /// Acknowledgements run at most MAX_UNFOLDED events ahead of the fold: with the fold
+    /// held, that many are acknowledged, and a write beyond waits until the fold goes on.
+    #[tokio::test]
+    async fn acknowledgements_wait_once_the_fold_is_max_unfolded_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("t.db")).await;
+        let tx = hold_writes(&store).await;
+        let events: Vec<Event> = (0..MAX_UNFOLDED)
+            .map(|i| usage(&format!("e{i}"), &format!("c{}", i % 1_000), 0))
+            .collect();
+        for chunk in events.chunks(16_384) {
+            let acks = tokio::time::timeout(Duration::from_secs(60), store.insert_events(chunk))
+                .await
+                .expect("acknowledged while within the bound")
+                .unwrap();
+            assert!(acks.iter().all(|&new| new));
+        }
+        let beyond = tokio::spawn({
+            let store = store.clone();
+            async move { store.insert_events(&[usage("beyond", "c1", 0)]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!beyond.is_finished(), "acknowledged beyond the bound");
+        tx.commit().await.unwrap();
+        assert_eq!(beyond.await.unwrap().unwrap(), [true]);
+        assert_eq!(
+            store.counts().await.unwrap().events,
+            MAX_UNFOLDED as i64 + 1
+        );
+    }
+
     /// An id acknowledged and not folded yet is a duplicate, and so is it once folded.
     #[tokio::test]
     async fn an_unfolded_id_sent_again_is_a_duplicate() {
