@@ -26,6 +26,7 @@
 //! One process owns the log (SQLite's exclusive locking mode on the log file). A second
 //! process on the same database ingests straight into `events`, as before the log.
 
+use super::checkpoint::{Checkpointer, FALLBACK_AUTOCHECKPOINT};
 use super::events::{self, EventWriter};
 use super::ingest::group_commit::{Batches, Group, WriteGroup};
 use super::log_codec;
@@ -133,7 +134,11 @@ impl IngestLog {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         lookup.busy_timeout(super::BUSY_TIMEOUT)?;
+        let checkpoints = Checkpointer::start(db)?;
         let folded: i64 = writer.blocking_transaction(|tx, _| {
+            // The checkpoint thread copies the WAL into the database; the fold's commits
+            // only once it falls far behind.
+            tx.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT)?;
             let seq = tx.query_row("SELECT seq FROM ingest_folded", [], |r| r.get(0))?;
             Ok((seq, vec![]))
         })?;
@@ -166,7 +171,7 @@ impl IngestLog {
             .name("tally-fold".into())
             .spawn(move || {
                 raise_fold_priority();
-                fold_all(&writer, &receive, &fold_progress);
+                fold_all(&writer, &receive, &fold_progress, &checkpoints);
             })
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Some(IngestLog {
@@ -419,7 +424,12 @@ fn corrupt(e: impl ToString) -> StoreError {
 /// The fold thread: takes every entry queued (up to [`MAX_FOLD_EVENTS`]), folds them in
 /// one transaction, and tells the readers. Ends when the log closes and its queue is
 /// empty.
-fn fold_all(writer: &EventWriter, queue: &mpsc::Receiver<Entry>, progress: &Progress) {
+fn fold_all(
+    writer: &EventWriter,
+    queue: &mpsc::Receiver<Entry>,
+    progress: &Progress,
+    checkpoints: &Checkpointer,
+) {
     while let Ok(first) = queue.recv() {
         let mut run = vec![first];
         let mut events = size(&run[0]);
@@ -432,12 +442,14 @@ fn fold_all(writer: &EventWriter, queue: &mpsc::Receiver<Entry>, progress: &Prog
                 Err(_) => break,
             }
         }
+        checkpoints.before_write();
         // The entries are durable in the log; a failed fold is tried again until it
         // goes through, and reads wait meanwhile (up to SETTLE_TIMEOUT).
         while let Err(e) = writer.blocking_transaction(|tx, numbers| fold(tx, numbers, &run)) {
             tracing::error!(error = %e, entries = run.len(), "folding the ingest log failed; trying again");
             std::thread::sleep(FOLD_RETRY);
         }
+        checkpoints.request();
         {
             let mut ids = progress
                 .unfolded
@@ -580,6 +592,19 @@ mod tests {
         .await
         .unwrap();
         tx
+    }
+
+    /// While the log is open, its checkpoint thread copies the WAL into the database;
+    /// the fold's own commits checkpoint only past the fallback bound.
+    #[tokio::test]
+    async fn the_fold_leaves_checkpoints_to_their_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("t.db")).await;
+        assert!(store.backend.log.get().is_some());
+        assert_eq!(
+            store.backend.writer.pragma("wal_autocheckpoint"),
+            i64::from(FALLBACK_AUTOCHECKPOINT)
+        );
     }
 
     /// A group is acknowledged while another write holds the database (it only needs

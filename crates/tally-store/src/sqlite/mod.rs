@@ -3,6 +3,7 @@
 //! which take one lock of the process in turn, so that writers queue in the process
 //! instead of meeting SQLITE_BUSY.
 
+mod checkpoint;
 mod conn;
 mod events;
 mod ingest_log;

@@ -1,0 +1,197 @@
+//! The database's WAL checkpoints on a thread of their own while the ingest log is open.
+//!
+//! Why: a checkpoint copies every page the WAL holds into the database file and syncs
+//! it. Run by SQLite inside the commit that crosses `wal_autocheckpoint`, it ran inside
+//! nearly every fold of the ingest log (a fold's run writes ~100 MiB of WAL at scale L)
+//! and took 16 % of the fold thread's time there, the one serial stage of ingestion,
+//! while the machine was 13 % idle (docs/performance.md, "SQLite: checkpoints beside the
+//! fold"). Here a thread of its own checkpoints after each fold's commit, while the
+//! fold goes on with its next run.
+//!
+//! What needs care is the WAL's restart. SQLite writes the WAL from its start again only
+//! when a writer begins a transaction with every frame already copied into the database
+//! (wal.c, `walRestartLog`); a writer that begins its next run at once, while the last
+//! one is still being copied, would never find that, and the WAL would grow without end.
+//! So once the WAL holds [`RESTART_FRAMES`] frames or more, the fold waits for the
+//! checkpoint of its last commit before it begins the next run: the WAL then starts
+//! over, and only one checkpoint in several runs is waited for.
+
+use crate::{StoreError, StoreResult};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+/// WAL frames (pages of 4 KiB: 512 MiB) after which the fold waits for the checkpoint of
+/// its last commit, so that its next commit writes the WAL from its start again (see the
+/// module's docs). A run at scale L writes ~26,000 frames, so the fold waits about once
+/// in five runs.
+pub(super) const RESTART_FRAMES: u64 = 131_072;
+
+/// The fold connection's `wal_autocheckpoint` while this thread checkpoints: a bound, in
+/// pages, should the thread fall behind or end (the fold's commit then checkpoints, as
+/// without this thread).
+pub(super) const FALLBACK_AUTOCHECKPOINT: u32 = 2 * RESTART_FRAMES as u32;
+
+#[derive(Default)]
+struct State {
+    /// Checkpoints asked for, and done (each covers every commit before it was asked).
+    requested: u64,
+    done: u64,
+    /// Frames in the WAL as the last checkpoint found them.
+    wal_frames: u64,
+    /// No more checkpoints: the thread ends.
+    closed: bool,
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+/// The checkpoint thread's handle; it ends when this is dropped.
+pub(super) struct Checkpointer {
+    shared: Shared,
+    /// [`RESTART_FRAMES`], but for tests.
+    restart_frames: u64,
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own to the database at `db` and starts the thread.
+    pub(super) fn start(db: &Path) -> StoreResult<Checkpointer> {
+        Checkpointer::start_with(db, RESTART_FRAMES)
+    }
+
+    fn start_with(db: &Path, restart_frames: u64) -> StoreResult<Checkpointer> {
+        let conn = rusqlite::Connection::open(db)?;
+        // Synced as the commits are: the checkpoint syncs the WAL, then the database.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let shared = Shared::default();
+        let thread = shared.clone();
+        std::thread::Builder::new()
+            .name("tally-checkpoint".into())
+            .spawn(move || checkpoint_all(&conn, &thread))
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(Checkpointer {
+            shared,
+            restart_frames,
+        })
+    }
+
+    /// Asks for a checkpoint of what has been committed so far (after a fold's commit).
+    pub(super) fn request(&self) {
+        let (state, wake) = &*self.shared;
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requested += 1;
+        wake.notify_all();
+    }
+
+    /// Before a fold begins its transaction: once the WAL is [`RESTART_FRAMES`] long,
+    /// waits until every checkpoint asked for is done, so that the WAL starts over.
+    pub(super) fn before_write(&self) {
+        let (state, wake) = &*self.shared;
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.wal_frames < self.restart_frames {
+            return;
+        }
+        while s.done < s.requested && !s.closed {
+            s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (state, wake) = &*self.shared;
+        state.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+        wake.notify_all();
+    }
+}
+
+/// The thread: one passive checkpoint (it never waits for readers or writers) per batch
+/// of requests, until closed.
+fn checkpoint_all(conn: &rusqlite::Connection, shared: &Shared) {
+    let (state, wake) = &**shared;
+    loop {
+        let target = {
+            let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+            while s.done == s.requested && !s.closed {
+                s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+            }
+            if s.closed {
+                break;
+            }
+            s.requested
+        };
+        // (busy, frames in the WAL, frames copied); -1 for both counts when the WAL
+        // could not be read.
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        });
+        let frames = match result {
+            Ok((_, frames)) => u64::try_from(frames).ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "a checkpoint of the database's WAL failed");
+                None
+            }
+        };
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.done = target;
+        if let Some(frames) = frames {
+            s.wal_frames = frames;
+        }
+        wake.notify_all();
+    }
+    // Waiters see `closed`; nothing else to do.
+    wake.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WAL frames in the file at `wal`: a 32-byte header, then frames of a 24-byte
+    /// header and a 4 KiB page.
+    fn frames(wal: &Path) -> u64 {
+        std::fs::metadata(wal).map_or(0, |m| m.len().saturating_sub(32) / (24 + 4096))
+    }
+
+    /// A writer that begins its next transaction right after each commit, as the fold
+    /// does under a full load, and never checkpoints itself: the WAL still starts over,
+    /// so its file stays within some commits of the restart bound (the checkpoint thread
+    /// may report a few commits late). Without the wait in `before_write` it grows with
+    /// every commit, to ~2,000 frames here.
+    #[test]
+    fn the_wal_starts_over_under_a_writer_that_never_pauses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+                 CREATE TABLE t (x BLOB NOT NULL);",
+            )
+            .unwrap();
+        let restart = 64;
+        let checkpoints = Checkpointer::start_with(&path, restart).unwrap();
+        let mut largest = 0;
+        for _ in 0..200 {
+            checkpoints.before_write();
+            let tx = writer.transaction().unwrap();
+            // About ten pages of rows per commit.
+            for _ in 0..10 {
+                tx.execute("INSERT INTO t (x) VALUES (randomblob(3000))", [])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+            checkpoints.request();
+            largest = largest.max(frames(&dir.path().join("t.db-wal")));
+        }
+        assert!(
+            largest > restart,
+            "{largest} frames: the test writes too little"
+        );
+        assert!(largest <= 3 * restart, "{largest} frames");
+        let rows: i64 = writer
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2_000);
+    }
+}
