@@ -94,6 +94,10 @@ impl Checkpointer {
         while s.done < s.requested && !s.closed {
             s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
+        // Every frame is copied: the coming commit starts the WAL over. Without this,
+        // the size reported before it would hold up the run after it too, until the
+        // checkpoint of that commit reports again.
+        s.wal_frames = 0;
     }
 }
 
