@@ -12,8 +12,12 @@ use std::path::Path;
 
 #[derive(Debug, Serialize)]
 pub struct Generation {
-    /// Entities, health checks and gauges written through the store by the demo generator.
+    /// Entities, health checks and gauges written through the store by the demo generator
+    /// (or copied from `entities_from`).
     pub entities_seconds: f64,
+    /// The saved entity store the run started from (`--entities`), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities_from: Option<String>,
     /// Generating and serializing the usage events (before the timed ingestion).
     pub spool_seconds: f64,
     pub usage_events: usize,
@@ -269,7 +273,11 @@ Machine: {} CPUs ({}), run started {}, load average {} at the start and {} at th
         );
         let _ = writeln!(
             s,
-            "| generation | entities {:.1} s, usage events spooled in {:.1} s, planner statistics after ingestion {:.1} s, server start with caches warmed {:.1} s; whole run {:.0} s |",
+            "| generation | entities {} {:.1} s, usage events spooled in {:.1} s, planner statistics after ingestion {:.1} s, server start with caches warmed {:.1} s; whole run {:.0} s |",
+            match &self.generation.entities_from {
+                Some(file) => format!("copied from {file} in"),
+                None => "generated in".to_owned(),
+            },
             self.generation.entities_seconds,
             self.generation.spool_seconds,
             self.generation.analyze_seconds,
