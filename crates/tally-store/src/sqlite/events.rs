@@ -1,11 +1,12 @@
 //! Event ingestion on SQLite: a connection of its own, through rusqlite, used on a
-//! blocking thread, that stores each group with single-row statements prepared once.
+//! blocking thread, that stores each group with statements prepared once (the events
+//! many rows to a statement, [`insert_rows`]).
 //!
 //! Why not sqlx, which the rest of the store writes through: its SQLite driver collects
 //! each statement's arguments on the async side, one value at a time, and hands them to
 //! its worker thread. For the 21 values of an event that cost 5.8-6.5 us, where SQLite
 //! itself takes about 2 (docs/performance.md). rusqlite calls SQLite's C API from the
-//! thread it runs on, and a statement prepared once is bound and stepped once per row.
+//! thread it runs on, and a statement prepared once is bound and stepped again and again.
 //!
 //! So two connections of one process write the file: this one (events) and the store's
 //! sqlx connection (everything else, the audit lines among them). Both take the store's
@@ -676,6 +677,59 @@ mod tests {
             .map(|i| (format!("e{i:03}"), i, format!("c{i}"), 2 * i))
             .collect();
         assert_eq!(rows, want);
+    }
+
+    /// A run whose customer rollup keys are partly stored already (the upsert's update
+    /// half) and partly new adds each event once, to its own key.
+    #[tokio::test]
+    async fn rollup_rows_of_a_run_add_to_the_stored_ones() {
+        use tally_core::event::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = open(&path).await;
+        let event = |id: String, customer: i64| Event {
+            customer_id: Some(format!("c{customer:03}")),
+            quantity: customer + 1,
+            ..Event::blank(id, EventKind::Usage, 1_000)
+        };
+        // 150 customers, each a key of its own.
+        let first: Vec<Event> = (0..150).map(|c| event(format!("a{c}"), c)).collect();
+        // Every other one of them again, and 100 new ones: 75 updates, 100 inserts.
+        let second: Vec<Event> = (0..150)
+            .step_by(2)
+            .chain(150..250)
+            .map(|c| event(format!("b{c}"), c))
+            .collect();
+        store.insert_events(&first).await.unwrap();
+        // Folded before the second run is acknowledged: two runs, not one.
+        assert_eq!(store.counts().await.unwrap().events, 150);
+        store.insert_events(&second).await.unwrap();
+        assert_eq!(store.counts().await.unwrap().events, 325);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let rows: Vec<(String, i64, i64)> = conn
+            .prepare(
+                "SELECT customer_id, events, quantity FROM usage_daily_customer \
+                 ORDER BY customer_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<(String, i64, i64)> = (0..250)
+            .map(|c| {
+                let n = if c < 150 && c % 2 == 0 { 2 } else { 1 };
+                (format!("c{c:03}"), n, n * (c + 1))
+            })
+            .collect();
+        assert_eq!(rows, want);
+        // 1..=250, plus 1, 3, ..., 149 sent again.
+        let total: (i64, i64) = conn
+            .query_row("SELECT events, quantity FROM usage_daily", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(total, (325, 250 * 251 / 2 + 75 * 75));
     }
 
     /// Both rollups equal `rollup_upserts` run over every stored event, and the activity
