@@ -235,6 +235,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
         events: &[&Event],
     ) -> StoreResult<std::collections::HashSet<String>>;
+    /// [`Backend::insert_new_events`] for events that are the caller's to give: returns,
+    /// per event, whether it was new.
+    async fn insert_owned_new_events(&self, events: Vec<Event>) -> StoreResult<Vec<bool>>;
     /// Waits until reads see every event acknowledged before the call (SQLite's ingest
     /// log acknowledges before its fold makes events readable); at once by default.
     async fn settle(&self) -> StoreResult<()> {

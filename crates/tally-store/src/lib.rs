@@ -134,6 +134,13 @@ pub trait Store: Send + Sync + 'static {
     /// if its id was already stored (before, or earlier in this same slice).
     async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<bool>>;
 
+    /// [`Store::insert_events`] for events the caller has no further use for (a request's
+    /// batch): the stores queue them for their writer as they are, where the borrowed
+    /// form copies each event (an allocation per string of every event).
+    async fn insert_owned_events(&self, events: Vec<Event>) -> StoreResult<Vec<bool>> {
+        self.insert_events(&events).await
+    }
+
     // ---- entities: reads ---------------------------------------------------------------
 
     async fn get_plan(&self, id: &str) -> StoreResult<Option<Plan>>;

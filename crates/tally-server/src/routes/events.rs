@@ -151,7 +151,7 @@ pub async fn post_events(
             details: serde_json::to_value(&result).map_err(anyhow::Error::from)?,
         });
     }
-    let stored = state.store.insert_events(&events).await?;
+    let stored = state.store.insert_owned_events(events).await?;
     let accepted = stored.iter().filter(|&&s| s).count();
     Ok(Json(IngestResult {
         accepted,

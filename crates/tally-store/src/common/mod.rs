@@ -193,6 +193,14 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(stored)
     }
 
+    async fn insert_owned_events(&self, events: Vec<Event>) -> StoreResult<Vec<bool>> {
+        // An id twice in one batch is rare: the borrowed path sorts that out.
+        if events.is_empty() || first_occurrences(&events).len() < events.len() {
+            return self.insert_events(&events).await;
+        }
+        self.backend.insert_owned_new_events(events).await
+    }
+
     async fn get_plan(&self, id: &str) -> StoreResult<Option<Plan>> {
         entities::get_plan(&mut *self.backend.read().await?, id).await
     }
@@ -370,6 +378,30 @@ impl<B: Backend> Store for SqlStore<B> {
 mod tests {
     use crate::{SqliteStore, Store};
     use tally_core::event::{Event, EventKind};
+
+    /// An owned batch is answered per event as a borrowed one is: an id twice in the
+    /// batch is new the first time only, and an id stored before is not new.
+    #[tokio::test]
+    async fn owned_batches_are_answered_as_borrowed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("tally.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let e = |id: &str| Event::blank(id, EventKind::Usage, 0);
+        let batch = vec![e("a"), e("b"), e("a")];
+        assert_eq!(
+            store.insert_owned_events(batch).await.unwrap(),
+            [true, true, false]
+        );
+        let batch = vec![e("c"), e("b")];
+        assert_eq!(
+            store.insert_owned_events(batch).await.unwrap(),
+            [true, false]
+        );
+        assert!(store.insert_owned_events(vec![]).await.unwrap().is_empty());
+        assert_eq!(store.counts().await.unwrap().events, 3);
+    }
 
     /// A second process on the same database knows no numbers until it preloads them;
     /// then it knows exactly the numbers the first one assigned.

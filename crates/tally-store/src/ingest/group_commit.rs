@@ -87,7 +87,8 @@ impl<'a> Group<'a> {
 
 struct Job {
     events: Vec<Event>,
-    reply: oneshot::Sender<StoreResult<HashSet<String>>>,
+    /// Per event of `events`, whether it was new.
+    reply: oneshot::Sender<StoreResult<Vec<bool>>>,
 }
 
 /// The queue in front of the writer tasks.
@@ -118,12 +119,25 @@ impl GroupCommit {
 
     /// Stores `events` (distinct ids) with whatever else is pending; returns the new ids.
     pub(crate) async fn insert(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
+        let new = self
+            .insert_owned(events.iter().map(|&e| e.clone()).collect())
+            .await?;
+        Ok(events
+            .iter()
+            .zip(new)
+            .filter(|(_, new)| *new)
+            .map(|(e, _)| e.id.clone())
+            .collect())
+    }
+
+    /// [`GroupCommit::insert`] without copying the events: returns, per event, whether
+    /// it was new.
+    pub(crate) async fn insert_owned(&self, events: Vec<Event>) -> StoreResult<Vec<bool>> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            events: events.iter().map(|&e| e.clone()).collect(),
-            reply,
-        };
-        self.queue.send(job).await.map_err(|_| gone())?;
+        self.queue
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -183,14 +197,15 @@ async fn commit<W: WriteGroup>(writer: &W, jobs: Vec<Job>) {
     let batches: Batches = batches.into();
     let result = writer.write(batches.clone()).await;
     if batches.len() == 1 {
-        let _ = replies.into_iter().next().expect("one job").send(result);
+        let answer = result.map(|new| flags(&batches[0], &new));
+        let _ = replies.into_iter().next().expect("one job").send(answer);
         return;
     }
     match result {
         Ok(mut new) => {
             for (batch, reply) in batches.iter().zip(replies) {
                 // An id new in this group belongs to the first batch that holds it.
-                let mine = batch.iter().filter_map(|e| new.take(&e.id)).collect();
+                let mine = batch.iter().map(|e| new.remove(&e.id)).collect();
                 let _ = reply.send(Ok(mine));
             }
         }
@@ -202,10 +217,19 @@ async fn commit<W: WriteGroup>(writer: &W, jobs: Vec<Job>) {
             );
             for (i, reply) in replies.into_iter().enumerate() {
                 let alone: Batches = Arc::new([batches[i].clone()]);
-                let _ = reply.send(writer.write(alone).await);
+                let answer = writer
+                    .write(alone)
+                    .await
+                    .map(|new| flags(&batches[i], &new));
+                let _ = reply.send(answer);
             }
         }
     }
+}
+
+/// Per event of `batch`, whether its id is among `new`.
+fn flags(batch: &[Event], new: &HashSet<String>) -> Vec<bool> {
+    batch.iter().map(|e| new.contains(&e.id)).collect()
 }
 
 #[cfg(test)]
@@ -260,6 +284,27 @@ mod tests {
 
     fn set(ids: &[&str]) -> HashSet<String> {
         ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Owned batches are answered per event, in their order: an id new in the group is
+    /// new for the first batch that holds it only.
+    #[tokio::test]
+    async fn owned_batches_are_answered_per_event_in_order() {
+        let mem = Arc::new(Memory::default());
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, Duration::ZERO));
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.insert_owned(batch(&["a"])).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (b, c) = tokio::join!(
+            gc.insert_owned(batch(&["b", "a", "c"])),
+            gc.insert_owned(batch(&["c", "d"])),
+        );
+        assert_eq!(first.await.unwrap().unwrap(), [true]);
+        assert_eq!(b.unwrap(), [true, false, true]);
+        assert_eq!(c.unwrap(), [false, true]);
+        assert_eq!(*mem.groups.lock().unwrap(), vec![(1, 1), (4, 2)]);
     }
 
     #[tokio::test]

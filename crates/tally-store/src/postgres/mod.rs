@@ -125,6 +125,10 @@ impl Backend for Postgres {
     async fn insert_new_events(&self, events: &[&Event]) -> StoreResult<HashSet<String>> {
         self.events.insert(events).await
     }
+
+    async fn insert_owned_new_events(&self, events: Vec<Event>) -> StoreResult<Vec<bool>> {
+        self.events.insert_owned(events).await
+    }
 }
 
 /// Writes one group of event batches in a transaction of its own.

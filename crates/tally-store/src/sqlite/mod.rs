@@ -250,6 +250,13 @@ impl Backend for Sqlite {
         }
     }
 
+    async fn insert_owned_new_events(&self, events: Vec<Event>) -> StoreResult<Vec<bool>> {
+        match self.log.get() {
+            Some((commit, _)) => commit.insert_owned(events).await,
+            None => self.events.insert_owned(events).await,
+        }
+    }
+
     async fn settle(&self) -> StoreResult<()> {
         match self.log.get() {
             Some((_, log)) => log.settle().await,
