@@ -1,7 +1,7 @@
 //! Group commit for event ingestion: every batch that arrives while the previous group is
 //! being written waits in a queue; a writer task takes all of them at once and stores them
-//! in one transaction with one durable commit (one fsync), then answers each caller with
-//! the ids of its own batch that were new.
+//! in one transaction with one durable commit (one fsync), then tells each caller which
+//! events of its own batch were new.
 //!
 //! What a caller sees is what it would see alone: its `Ok` comes only after the commit
 //! that holds its events; an id is stored once and the first payload wins (batches are
