@@ -207,6 +207,15 @@ pub async fn run(args: Args) -> Result<report::Report> {
     let backend = store.backend();
     let before = store.counts().await?;
     let counts = if restored {
+        // A store saved at another scale would be measured as if it were this one.
+        if before.customers != customers as i64 {
+            bail!(
+                "{} holds {} customers; scale {} has {customers}: save a store of this scale",
+                saved.as_ref().map_or_else(String::new, |s| s.display()),
+                before.customers,
+                args.scale.name()
+            );
+        }
         before
     } else {
         if before.plans + before.customers + before.invoices + before.events > 0 {
