@@ -12,7 +12,7 @@
 //! The writer runs as a task of the runtime the store was opened on, so a batch whose
 //! caller gives up (a dropped request) is still written or rolled back as a whole.
 
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,39 +26,66 @@ pub(crate) const MAX_GROUP_EVENTS: usize = 32_000;
 /// Batches waiting for a writer; a caller beyond this waits to enqueue.
 const QUEUE: usize = 256;
 
-/// The batches of one group, in arrival order; shared, so that a writer can hand them to a
-/// blocking thread.
-pub(crate) type Batches = Arc<[Vec<Event>]>;
+/// The batches of one group, in arrival order.
+pub(crate) type Batches = Vec<Vec<Event>>;
+
+/// A group that was not stored: why, and its batches when they are still whole, to be
+/// written each on its own (`None` once the writer has taken their events).
+pub(crate) struct Failed {
+    pub(crate) error: StoreError,
+    pub(crate) batches: Option<Batches>,
+}
+
+impl Failed {
+    /// A failure that left `batches` whole.
+    pub(crate) fn with(error: impl Into<StoreError>, batches: Batches) -> Failed {
+        Failed {
+            error: error.into(),
+            batches: Some(batches),
+        }
+    }
+}
 
 /// How a backend stores one group.
 #[async_trait]
 pub(crate) trait WriteGroup: Send + Sync + 'static {
     /// Inserts the events of `Group::new(&batches)` and registers their services in one
     /// transaction, durably, raising the events' data version once for each write of the
-    /// group that stored something ([`Group::changed_writes`]); returns the ids that were
-    /// new.
-    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>>;
+    /// group that stored something ([`Group::changed_writes`]); returns, per batch and
+    /// event, whether it was new ([`Group::per_batch`]). The writer may take the events
+    /// out of `batches` once they are stored.
+    async fn write(&self, batches: Batches) -> Result<Vec<Vec<bool>>, Failed>;
 }
 
 /// The batches of one transaction.
 pub(crate) struct Group<'a> {
     batches: &'a [Vec<Event>],
     events: Vec<&'a Event>,
+    /// Per event of `events`: its batch and its place there.
+    origin: Vec<(usize, usize)>,
 }
 
 impl<'a> Group<'a> {
     pub(crate) fn new(batches: &'a [Vec<Event>]) -> Group<'a> {
-        let events = if let [batch] = batches {
-            batch.iter().collect()
+        let (events, origin) = if let [batch] = batches {
+            (
+                batch.iter().collect(),
+                (0..batch.len()).map(|i| (0, i)).collect(),
+            )
         } else {
             let mut seen = HashSet::new();
             batches
                 .iter()
-                .flatten()
-                .filter(|e| seen.insert(e.id.as_str()))
-                .collect()
+                .enumerate()
+                .flat_map(|(b, batch)| batch.iter().enumerate().map(move |(i, e)| (e, (b, i))))
+                .filter(|(e, _)| seen.insert(e.id.as_str()))
+                .unzip()
         };
-        Group { batches, events }
+        Group {
+            batches,
+            events,
+            origin,
+        }
     }
 
     /// The events to insert: the first occurrence of each id, in arrival order.
@@ -66,22 +93,26 @@ impl<'a> Group<'a> {
         &self.events
     }
 
-    /// How many of the group's batches stored at least one event, given the new ids: each
-    /// is one write that changed data, as if it had its own transaction.
-    pub(crate) fn changed_writes(&self, new: &HashSet<String>) -> usize {
-        if new.is_empty() {
-            return 0;
+    /// Given, per event of [`Group::events`], whether it was new: the same per batch and
+    /// event of the batches. An id new in the group is new for the first batch that
+    /// holds it only.
+    pub(crate) fn per_batch(&self, new: &[bool]) -> Vec<Vec<bool>> {
+        let mut flags: Vec<Vec<bool>> = self.batches.iter().map(|b| vec![false; b.len()]).collect();
+        for (&(b, i), &new) in self.origin.iter().zip(new) {
+            flags[b][i] = new;
         }
-        let mut claimed = HashSet::new();
-        self.batches
-            .iter()
-            .filter(|batch| {
-                // `|` rather than `any`: every new id of the batch is claimed.
-                batch.iter().fold(false, |stored, e| {
-                    stored | (new.contains(&e.id) && claimed.insert(e.id.as_str()))
-                })
-            })
-            .count()
+        flags
+    }
+
+    /// How many of the group's batches stored at least one event, given per event of
+    /// [`Group::events`] whether it was new: each is one write that changed data, as if
+    /// it had had its own transaction.
+    pub(crate) fn changed_writes(&self, new: &[bool]) -> usize {
+        let mut changed = vec![false; self.batches.len()];
+        for (&(b, _), &new) in self.origin.iter().zip(new) {
+            changed[b] |= new;
+        }
+        changed.into_iter().filter(|&c| c).count()
     }
 }
 
@@ -192,44 +223,44 @@ async fn run<W: WriteGroup>(writer: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Job>>>,
 
 /// Writes `jobs` as one group and answers each; after a failure, each job on its own.
 async fn commit<W: WriteGroup>(writer: &W, jobs: Vec<Job>) {
-    let (batches, replies): (Vec<Vec<Event>>, Vec<_>) =
+    let (batches, replies): (Batches, Vec<_>) =
         jobs.into_iter().map(|j| (j.events, j.reply)).unzip();
-    let batches: Batches = batches.into();
-    let result = writer.write(batches.clone()).await;
-    if batches.len() == 1 {
-        let answer = result.map(|new| flags(&batches[0], &new));
-        let _ = replies.into_iter().next().expect("one job").send(answer);
-        return;
-    }
-    match result {
-        Ok(mut new) => {
-            for (batch, reply) in batches.iter().zip(replies) {
-                // An id new in this group belongs to the first batch that holds it.
-                let mine = batch.iter().map(|e| new.remove(&e.id)).collect();
+    let several = batches.len() > 1;
+    match writer.write(batches).await {
+        Ok(flags) => {
+            for (mine, reply) in flags.into_iter().zip(replies) {
                 let _ = reply.send(Ok(mine));
             }
         }
-        Err(e) => {
+        Err(Failed {
+            error,
+            batches: Some(batches),
+        }) if several => {
             tracing::warn!(
-                error = %e,
+                error = %error,
                 batches = batches.len(),
                 "a group of event batches failed; writing each batch on its own"
             );
-            for (i, reply) in replies.into_iter().enumerate() {
-                let alone: Batches = Arc::new([batches[i].clone()]);
-                let answer = writer
-                    .write(alone)
-                    .await
-                    .map(|new| flags(&batches[i], &new));
+            for (batch, reply) in batches.into_iter().zip(replies) {
+                let answer = match writer.write(vec![batch]).await {
+                    Ok(mut flags) => Ok(flags.pop().expect("one batch")),
+                    Err(failed) => Err(failed.error),
+                };
                 let _ = reply.send(answer);
             }
         }
+        Err(Failed { error, .. }) => {
+            // One error, several callers: each is told the same.
+            let message = error.to_string();
+            let mut error = Some(error);
+            for reply in replies {
+                let e = error.take().unwrap_or_else(|| {
+                    StoreError::Database(sqlx::Error::Protocol(message.clone()))
+                });
+                let _ = reply.send(Err(e));
+            }
+        }
     }
-}
-
-/// Per event of `batch`, whether its id is among `new`.
-fn flags(batch: &[Event], new: &HashSet<String>) -> Vec<bool> {
-    batch.iter().map(|e| new.contains(&e.id)).collect()
 }
 
 #[cfg(test)]
@@ -248,25 +279,29 @@ mod tests {
 
     #[async_trait]
     impl WriteGroup for Arc<Memory> {
-        async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
+        async fn write(&self, batches: Batches) -> Result<Vec<Vec<bool>>, Failed> {
             let group = Group::new(&batches);
             let events = group.events();
             // Long enough for the other batches to queue up behind the first.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             if events.iter().any(|e| e.id == "poison") {
-                return Err(crate::StoreError::Conflict("poison".into()));
+                drop(group);
+                return Err(Failed::with(StoreError::Conflict("poison".into()), batches));
+            }
+            // As a writer that took the events and then failed: nothing to write again.
+            if events.iter().any(|e| e.id == "spent") {
+                return Err(Failed {
+                    error: StoreError::Conflict("spent".into()),
+                    batches: None,
+                });
             }
             let mut ids = self.ids.lock().unwrap();
-            let new: HashSet<String> = events
-                .iter()
-                .filter(|e| ids.insert(e.id.clone()))
-                .map(|e| e.id.clone())
-                .collect();
+            let new: Vec<bool> = events.iter().map(|e| ids.insert(e.id.clone())).collect();
             self.groups
                 .lock()
                 .unwrap()
                 .push((events.len(), group.changed_writes(&new)));
-            Ok(new)
+            Ok(group.per_batch(&new))
         }
     }
 
@@ -405,5 +440,24 @@ mod tests {
         // Written alone after the group failed: x is new for this batch.
         assert_eq!(c.unwrap(), set(&["x", "c"]));
         assert_eq!(*mem.ids.lock().unwrap(), set(&["a", "b", "x", "c"]));
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_batches_the_writer_took_fails_each_of_its_callers() {
+        let mem = Arc::new(Memory::default());
+        let gc = Arc::new(GroupCommit::start(mem.clone(), 1, Duration::ZERO));
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { send(&gc, &["a"]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (b, spent, c) =
+            tokio::join!(send(&gc, &["b"]), send(&gc, &["spent"]), send(&gc, &["c"]),);
+        assert!(first.await.unwrap().is_ok());
+        for answer in [b, spent, c] {
+            let e = answer.unwrap_err();
+            assert!(e.to_string().contains("spent"), "{e}");
+        }
+        assert_eq!(*mem.ids.lock().unwrap(), set(&["a"]));
     }
 }

@@ -7,7 +7,7 @@ mod events;
 use crate::common::SqlStore;
 use crate::db::{migrate_with_retry, Backend, Conn};
 use crate::sqlite::ingest::activity::NumberCache;
-use crate::sqlite::ingest::group_commit::{Batches, Group, GroupCommit, WriteGroup};
+use crate::sqlite::ingest::group_commit::{Batches, Failed, Group, GroupCommit, WriteGroup};
 use crate::StoreResult;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -140,10 +140,18 @@ struct EventWriter {
 
 #[async_trait]
 impl WriteGroup for EventWriter {
-    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
-        let group = Group::new(&batches);
+    async fn write(&self, batches: Batches) -> Result<Vec<Vec<bool>>, Failed> {
+        let written = self.write_group(&Group::new(&batches)).await;
+        written.map_err(|e| Failed::with(e, batches))
+    }
+}
+
+impl EventWriter {
+    /// [`WriteGroup::write`] of one group.
+    async fn write_group(&self, group: &Group<'_>) -> StoreResult<Vec<Vec<bool>>> {
         let mut tx = conn::PgConn::Tx(self.pool.begin().await?);
         let (new, numbers) = events::insert(&mut tx, group.events(), &self.numbers).await?;
+        let new: Vec<bool> = group.events().iter().map(|e| new.contains(&e.id)).collect();
         // One step of the events' version per batch that stored something, as if each
         // had had its own transaction.
         for _ in 0..group.changed_writes(&new) {
@@ -153,6 +161,6 @@ impl WriteGroup for EventWriter {
         }
         Box::new(tx).commit().await?;
         self.numbers.remember(numbers);
-        Ok(new)
+        Ok(group.per_batch(&new))
     }
 }

@@ -16,7 +16,7 @@
 //! the busy timeout, as before.
 
 use super::ingest::activity::{self, Mark, NumberCache};
-use super::ingest::group_commit::{Batches, Group, WriteGroup};
+use super::ingest::group_commit::{Batches, Failed, Group, WriteGroup};
 use super::ingest::rollup_delta::{
     insert_head, on_conflict_add, Agg, Deltas, AGG_COLS, CUSTOMER_KEYS, DAILY_KEYS, LATENCY_SUM_AT,
 };
@@ -107,33 +107,45 @@ impl EventWriter {
 
 #[async_trait]
 impl WriteGroup for EventWriter {
-    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
+    async fn write(&self, batches: Batches) -> Result<Vec<Vec<bool>>, Failed> {
         let _turn = self.lock.lock().await;
         let (conn, numbers) = (self.conn.clone(), self.numbers.clone());
-        let (new, fresh) = tokio::task::spawn_blocking(move || {
+        let (written, batches) = tokio::task::spawn_blocking(move || {
             // A panic in an earlier group poisons the mutex; its transaction was rolled
             // back when it unwound, so the connection is fine to use.
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            write(&mut conn, &Group::new(&batches), &numbers)
+            let group = Group::new(&batches);
+            let written = write(&mut conn, &group, &numbers)
+                .map(|(new, fresh)| (group.per_batch(&new), fresh));
+            drop(group);
+            (written, batches)
         })
         .await
-        .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))??;
-        self.numbers.remember(fresh);
-        Ok(new)
+        .map_err(|_| Failed {
+            error: StoreError::Database(sqlx::Error::WorkerCrashed),
+            batches: None,
+        })?;
+        match written {
+            Ok((flags, fresh)) => {
+                self.numbers.remember(fresh);
+                Ok(flags)
+            }
+            Err(e) => Err(Failed::with(e, batches)),
+        }
     }
 }
 
 /// Customer numbers a transaction assigned, to remember once it has committed.
 pub(super) type Fresh = Vec<(String, u32)>;
 
-/// What a group's transaction gives back: the new ids, and the customer numbers to
-/// remember once it has committed.
-type Written = (HashSet<String>, Fresh);
+/// What a group's transaction gives back: per event of the group, whether it was new,
+/// and the customer numbers to remember once it has committed.
+type Written = (Vec<bool>, Fresh);
 
 /// Writes one group in one transaction: the duplicate check, then [`store`], one step of
 /// the events' version per batch that stored something (as if each had had its own
-/// transaction). Returns the new ids and the customer numbers not taken from `numbers`,
-/// to remember once committed.
+/// transaction). Returns, per event of the group, whether it was new, and the customer
+/// numbers not taken from `numbers`, to remember once committed.
 fn write(
     conn: &mut rusqlite::Connection,
     group: &Group<'_>,
@@ -150,8 +162,14 @@ fn write(
         .copied()
         .filter(|e| !stored.contains(&e.id))
         .collect();
-    let (new, fresh) = store(&tx, &new, numbers)?;
-    let new: HashSet<String> = new.into_iter().map(|e| e.id.clone()).collect();
+    let (inserted, fresh) = store(&tx, &new, numbers)?;
+    // Those inserted are a subsequence of the group's events, in order.
+    let mut inserted = inserted.into_iter().peekable();
+    let new: Vec<bool> = group
+        .events()
+        .iter()
+        .map(|e| inserted.next_if(|i| std::ptr::eq(*i, *e)).is_some())
+        .collect();
     bump(&tx, group.changed_writes(&new))?;
     tx.commit()?;
     Ok((new, fresh))

@@ -28,13 +28,15 @@
 
 use super::checkpoint::{Checkpointer, FALLBACK_AUTOCHECKPOINT};
 use super::events::{self, EventWriter};
-use super::ingest::group_commit::{Batches, Group, WriteGroup};
+use super::ingest::group_commit::{Batches, Failed, Group, WriteGroup};
 use super::log_codec;
 use crate::types::AuditEntry;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
+use siphasher::sip128::Hasher128 as _;
 use std::collections::HashSet;
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -80,6 +82,8 @@ enum Body {
     /// the events' data version their group made.
     Events {
         events: Vec<Event>,
+        /// The events' [`IdKeys::key`]s, in order.
+        keys: Vec<u128>,
         bumps: usize,
     },
     Audit(AuditEntry),
@@ -92,15 +96,59 @@ struct Entry {
     room: usize,
 }
 
-/// Event ids, hashed with foldhash rather than the standard SipHash: every event's id is
-/// added, looked up and removed once, on the acknowledging side and in the fold. Its
-/// random seeds give minimal resistance to crafted collisions, enough for ids sent by
-/// keys allowed to ingest, in a set of at most [`MAX_UNFOLDED`] entries.
-type IdSet = HashSet<String, foldhash::fast::RandomState>;
+/// What the acknowledging side and the fold know an unfolded event's id by: a 128-bit
+/// SipHash-1-3 of it under keys drawn at random when the log opens. Every event's id is
+/// added, looked up and removed once; a key of 16 bytes spares a copy of each id into the
+/// set and freeing it in the fold (with the ids themselves, ~5 % of the server's CPU at
+/// L: docs/performance.md). Two distinct ids share a key with probability 2^-128 a pair,
+/// about 2^-78 over a billion events checked against a full set; the keys are secret,
+/// so no client can make two ids meet on purpose.
+#[derive(Clone, Copy)]
+struct IdKeys(u64, u64);
+
+impl IdKeys {
+    fn random() -> IdKeys {
+        // The standard library's hash state is seeded from the operating system's
+        // randomness; what it makes of two constants is as unpredictable.
+        let state = std::collections::hash_map::RandomState::new();
+        IdKeys(state.hash_one(1u8), state.hash_one(2u8))
+    }
+
+    fn key(self, id: &str) -> u128 {
+        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.0, self.1);
+        h.write(id.as_bytes());
+        h.finish128().as_u128()
+    }
+}
+
+/// Hashes a key that is already uniformly distributed ([`IdKeys::key`]) by its low bits.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached by `u128` keys, which come through `write_u128`.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
+/// The keys of the events acknowledged and not yet folded.
+type IdSet = HashSet<u128, BuildHasherDefault<Prehashed>>;
 
 /// What the acknowledging side and the fold share.
 struct Progress {
-    /// Ids of the events acknowledged and not yet folded.
+    keys: IdKeys,
+    /// Keys of the events acknowledged and not yet folded.
     unfolded: Mutex<IdSet>,
     /// Events that may still be acknowledged before the fold catches up.
     room: Arc<Semaphore>,
@@ -153,7 +201,9 @@ impl IngestLog {
         let last = left.last().map_or(folded, |e| e.seq);
         let top: Option<i64> = conn.query_row("SELECT MAX(seq) FROM log", [], |r| r.get(0))?;
         let next = (top.unwrap_or(0) as u64).max(last) + 1;
+        let keys = IdKeys::random();
         let progress = Arc::new(Progress {
+            keys,
             unfolded: Mutex::new(IdSet::default()),
             room: Arc::new(Semaphore::new(MAX_UNFOLDED)),
             acked: AtomicU64::new(last),
@@ -165,9 +215,13 @@ impl IngestLog {
                 .unfolded
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            for entry in left {
-                if let Body::Events { events, .. } = &entry.body {
-                    ids.extend(events.iter().map(|e| e.id.clone()));
+            for mut entry in left {
+                if let Body::Events {
+                    events, keys: k, ..
+                } = &mut entry.body
+                {
+                    *k = events.iter().map(|e| keys.key(&e.id)).collect();
+                    ids.extend(k.iter().copied());
                 }
                 send.send(entry).expect("the receiver is here");
             }
@@ -251,13 +305,13 @@ impl IngestLog {
         a.next = seq + 1;
         a.deleted = folded.max(deleted);
         let entry = entry(seq);
-        if let Body::Events { events, .. } = &entry.body {
+        if let Body::Events { keys, .. } = &entry.body {
             let mut ids = self
                 .progress
                 .unfolded
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            ids.extend(events.iter().map(|e| e.id.clone()));
+            ids.extend(keys.iter().copied());
         }
         self.fold
             .send(entry)
@@ -266,57 +320,106 @@ impl IngestLog {
         Ok(())
     }
 
-    /// The events of `group` that neither the log nor `events` holds, in order.
-    fn new_events<'g>(&self, group: &Group<'g>) -> StoreResult<Vec<&'g Event>> {
+    /// Per event of `group`, whether neither the log nor `events` holds its id; and the
+    /// keys of those that are new, in order.
+    fn new_events(&self, group: &Group<'_>) -> StoreResult<(Vec<bool>, Vec<u128>)> {
+        let keys = self.progress.keys;
+        let keyed: Vec<u128> = group.events().iter().map(|e| keys.key(&e.id)).collect();
         // The log first: an id folded after this look is in `events` for the next one.
-        let candidates: Vec<&Event> = {
+        let mut new: Vec<bool> = {
             let ids = self
                 .progress
                 .unfolded
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            group
-                .events()
-                .iter()
-                .copied()
-                .filter(|e| !ids.contains(&e.id))
-                .collect()
+            keyed.iter().map(|k| !ids.contains(k)).collect()
         };
+        let candidates: Vec<&Event> = group
+            .events()
+            .iter()
+            .zip(&new)
+            .filter(|(_, &n)| n)
+            .map(|(&e, _)| e)
+            .collect();
         let lookup = self.lookup.lock().unwrap_or_else(PoisonError::into_inner);
         let stored = events::stored_ids(&lookup, &candidates)?;
-        Ok(candidates
+        drop(lookup);
+        if !stored.is_empty() {
+            for (n, e) in new.iter_mut().zip(group.events()) {
+                *n = *n && !stored.contains(&e.id);
+            }
+        }
+        let new_keys = keyed
             .into_iter()
-            .filter(|e| !stored.contains(&e.id))
-            .collect())
+            .zip(&new)
+            .filter(|(_, &n)| n)
+            .map(|(k, _)| k)
+            .collect();
+        Ok((new, new_keys))
     }
 
     /// A group's acknowledgement, on a blocking thread (the group commit runs one at a
-    /// time, so each group's check sees the ids of the one before): returns the new ids
-    /// and the room the fold will give back, at most `taken`.
+    /// time, so each group's check sees the ids of the one before): returns, per batch
+    /// and event, whether it was new, and the room the fold will give back, at most
+    /// `taken`. The new events move into the log's entry, not copied.
     fn acknowledge(
         &self,
-        batches: &Batches,
+        batches: Batches,
         taken: usize,
-    ) -> StoreResult<(HashSet<String>, usize)> {
-        let group = Group::new(batches);
-        let new = self.new_events(&group)?;
-        if new.is_empty() {
-            return Ok((HashSet::new(), 0));
+    ) -> Result<(Vec<Vec<bool>>, usize), Failed> {
+        let group = Group::new(&batches);
+        let (new, keys) = match self.new_events(&group) {
+            Ok(found) => found,
+            Err(e) => {
+                drop(group);
+                return Err(Failed::with(e, batches));
+            }
+        };
+        let flags = group.per_batch(&new);
+        if keys.is_empty() {
+            return Ok((flags, 0));
         }
-        let ids: HashSet<String> = new.iter().map(|e| e.id.clone()).collect();
-        let bumps = group.changed_writes(&ids);
-        let blob = log_codec::encode_events(new.iter().copied());
-        let room = new.len().min(taken);
-        self.append("events", bumps, &blob, |seq| Entry {
+        let bumps = group.changed_writes(&new);
+        let fresh: Vec<&Event> = group
+            .events()
+            .iter()
+            .zip(&new)
+            .filter(|(_, &n)| n)
+            .map(|(&e, _)| e)
+            .collect();
+        let blob = log_codec::encode_events(fresh.into_iter());
+        drop(group);
+        let room = keys.len().min(taken);
+        let mut batches = Some(batches);
+        let appended = self.append("events", bumps, &blob, |seq| Entry {
             seq,
             body: Body::Events {
-                events: new.into_iter().cloned().collect(),
+                events: take_new(batches.take().expect("taken once"), &flags),
+                keys,
                 bumps,
             },
             room,
-        })?;
-        Ok((ids, room))
+        });
+        match appended {
+            Ok(()) => Ok((flags, room)),
+            Err(error) => Err(Failed { error, batches }),
+        }
     }
+}
+
+/// The events of `batches` that `flags` marks, in order, moved out.
+fn take_new(batches: Batches, flags: &[Vec<bool>]) -> Vec<Event> {
+    let mut events = Vec::with_capacity(flags.iter().flatten().filter(|&&f| f).count());
+    for (batch, flags) in batches.into_iter().zip(flags) {
+        events.extend(
+            batch
+                .into_iter()
+                .zip(flags)
+                .filter(|(_, &f)| f)
+                .map(|(e, _)| e),
+        );
+    }
+    events
 }
 
 /// The acknowledging side as the group commit's writer.
@@ -324,31 +427,39 @@ pub(super) struct LogWriter(pub(super) Arc<IngestLog>);
 
 #[async_trait]
 impl WriteGroup for LogWriter {
-    async fn write(&self, batches: Batches) -> StoreResult<HashSet<String>> {
+    async fn write(&self, batches: Batches) -> Result<Vec<Vec<bool>>, Failed> {
         let n = batches
             .iter()
             .map(Vec::len)
             .sum::<usize>()
             .min(MAX_UNFOLDED);
         let room = self.0.progress.room.clone();
-        let permit = room
+        let permit = match room
             .acquire_many(u32::try_from(n).expect("at most MAX_UNFOLDED"))
             .await
-            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?;
+        {
+            Ok(permit) => permit,
+            Err(_) => return Err(Failed::with(sqlx::Error::WorkerCrashed, batches)),
+        };
         // Given back by the fold for what it folds, here for what was not appended.
         permit.forget();
         let log = self.0.clone();
-        let result = tokio::task::spawn_blocking(move || log.acknowledge(&batches, n))
+        let result = tokio::task::spawn_blocking(move || log.acknowledge(batches, n))
             .await
-            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed));
+            .unwrap_or_else(|_| {
+                Err(Failed {
+                    error: StoreError::Database(sqlx::Error::WorkerCrashed),
+                    batches: None,
+                })
+            });
         match result {
-            Ok(Ok((new, kept))) => {
+            Ok((flags, kept)) => {
                 room.add_permits(n - kept);
-                Ok(new)
+                Ok(flags)
             }
-            Ok(Err(e)) | Err(e) => {
+            Err(failed) => {
                 room.add_permits(n);
-                Err(e)
+                Err(failed)
             }
         }
     }
@@ -409,6 +520,8 @@ fn unfolded(conn: &rusqlite::Connection, folded: u64) -> StoreResult<Vec<Entry>>
         let body = match kind.as_str() {
             "events" => Body::Events {
                 events: log_codec::decode_events(&body).map_err(corrupt)?,
+                // Worked out by the log that queues the entry.
+                keys: Vec::new(),
                 bumps: bumps as usize,
             },
             "audit" => Body::Audit(log_codec::decode_audit(&body).map_err(corrupt)?),
@@ -462,9 +575,9 @@ fn fold_all(
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for entry in &run {
-                if let Body::Events { events, .. } = &entry.body {
-                    for e in events {
-                        ids.remove(&e.id);
+                if let Body::Events { keys, .. } = &entry.body {
+                    for k in keys {
+                        ids.remove(k);
                     }
                 }
             }
@@ -529,6 +642,7 @@ fn fold(
             Body::Events {
                 events: e,
                 bumps: b,
+                ..
             } => {
                 events.extend(e.iter());
                 bumps += b;
