@@ -93,6 +93,16 @@ impl<'a> Group<'a> {
         &self.events
     }
 
+    /// The events of [`Group::events`] that `new` marks, in order.
+    pub(crate) fn marked(&self, new: &[bool]) -> Vec<&'a Event> {
+        self.events
+            .iter()
+            .zip(new)
+            .filter(|(_, &n)| n)
+            .map(|(&e, _)| e)
+            .collect()
+    }
+
     /// Given, per event of [`Group::events`], whether it was new: the same per batch and
     /// event of the batches. An id new in the group is new for the first batch that
     /// holds it only.

@@ -334,13 +334,7 @@ impl IngestLog {
                 .unwrap_or_else(PoisonError::into_inner);
             keyed.iter().map(|k| !ids.contains(k)).collect()
         };
-        let candidates: Vec<&Event> = group
-            .events()
-            .iter()
-            .zip(&new)
-            .filter(|(_, &n)| n)
-            .map(|(&e, _)| e)
-            .collect();
+        let candidates = group.marked(&new);
         let lookup = self.lookup.lock().unwrap_or_else(PoisonError::into_inner);
         let stored = events::stored_ids(&lookup, &candidates)?;
         drop(lookup);
@@ -380,14 +374,7 @@ impl IngestLog {
             return Ok((flags, 0));
         }
         let bumps = group.changed_writes(&new);
-        let fresh: Vec<&Event> = group
-            .events()
-            .iter()
-            .zip(&new)
-            .filter(|(_, &n)| n)
-            .map(|(&e, _)| e)
-            .collect();
-        let blob = log_codec::encode_events(fresh.into_iter());
+        let blob = log_codec::encode_events(group.marked(&new).into_iter());
         drop(group);
         let room = keys.len().min(taken);
         let mut batches = Some(batches);
