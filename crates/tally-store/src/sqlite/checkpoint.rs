@@ -5,8 +5,9 @@
 //! nearly every fold of the ingest log (a fold's run writes ~100 MiB of WAL at scale L)
 //! and took 16 % of the fold thread's time there, the one serial stage of ingestion,
 //! while the machine was 13 % idle (docs/performance.md, "SQLite: checkpoints beside the
-//! fold"). Here a thread of its own checkpoints after each fold's commit, while the
-//! fold goes on with its next run.
+//! fold"). Here a thread of its own checkpoints after every other fold's commit (and
+//! after the last before the fold waits for work), while the fold goes on with its next
+//! run.
 //!
 //! What needs care is the WAL's restart. SQLite writes the WAL from its start again only
 //! when a writer begins a transaction with every frame already copied into the database
@@ -31,11 +32,17 @@ pub(super) const RESTART_FRAMES: u64 = 131_072;
 /// without this thread).
 pub(super) const FALLBACK_AUTOCHECKPOINT: u32 = 2 * RESTART_FRAMES as u32;
 
+/// Fold commits per checkpoint while runs follow one another: a page that the next run
+/// changes again (the current day's rollup rows and index pages) is copied once for both.
+const COMMITS_PER_CHECKPOINT: u64 = 2;
+
 #[derive(Default)]
 struct State {
     /// Checkpoints asked for, and done (each covers every commit before it was asked).
     requested: u64,
     done: u64,
+    /// Commits since the last checkpoint asked for.
+    unasked: u64,
     /// Frames in the WAL as the last checkpoint found them.
     wal_frames: u64,
     /// No more checkpoints: the thread ends.
@@ -73,14 +80,27 @@ impl Checkpointer {
         })
     }
 
-    /// Asks for a checkpoint of what has been committed so far (after a fold's commit).
-    pub(super) fn request(&self) {
+    /// After a fold's commit: asks for a checkpoint of what has been committed so far
+    /// every [`COMMITS_PER_CHECKPOINT`] commits.
+    pub(super) fn committed(&self) {
         let (state, wake) = &*self.shared;
-        state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .requested += 1;
-        wake.notify_all();
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.unasked += 1;
+        if s.unasked >= COMMITS_PER_CHECKPOINT {
+            ask(&mut s);
+            wake.notify_all();
+        }
+    }
+
+    /// Asks for a checkpoint of every commit so far, if one is not asked for yet (the
+    /// fold, before it waits for work).
+    pub(super) fn flush(&self) {
+        let (state, wake) = &*self.shared;
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.unasked > 0 {
+            ask(&mut s);
+            wake.notify_all();
+        }
     }
 
     /// Before a fold begins its transaction: once the WAL is [`RESTART_FRAMES`] long,
@@ -91,6 +111,10 @@ impl Checkpointer {
         if s.wal_frames < self.restart_frames {
             return;
         }
+        if s.unasked > 0 {
+            ask(&mut s);
+            wake.notify_all();
+        }
         while s.done < s.requested && !s.closed {
             s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
@@ -99,6 +123,11 @@ impl Checkpointer {
         // checkpoint of that commit reports again.
         s.wal_frames = 0;
     }
+}
+
+fn ask(s: &mut State) {
+    s.requested += 1;
+    s.unasked = 0;
 }
 
 impl Drop for Checkpointer {
@@ -185,7 +214,7 @@ mod tests {
                     .unwrap();
             }
             tx.commit().unwrap();
-            checkpoints.request();
+            checkpoints.committed();
             largest = largest.max(frames(&dir.path().join("t.db-wal")));
         }
         assert!(
@@ -197,5 +226,50 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2_000);
+    }
+
+    /// Under load a checkpoint covers two commits; a commit that no other follows is
+    /// copied once the fold, out of work, flushes.
+    #[test]
+    fn every_other_commit_is_copied_and_the_last_once_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+                 CREATE TABLE t (x BLOB NOT NULL);",
+            )
+            .unwrap();
+        let checkpoints = Checkpointer::start_with(&path, RESTART_FRAMES).unwrap();
+        // The database file grows as a checkpoint copies the WAL's pages into it; each
+        // commit adds about ten.
+        let len = || std::fs::metadata(&path).unwrap().len();
+        let commit = || {
+            writer
+                .execute("INSERT INTO t (x) VALUES (randomblob(40000))", [])
+                .unwrap();
+            checkpoints.committed();
+        };
+        let grows_past = |from: u64| {
+            (0..500).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                len() > from
+            })
+        };
+        let start = len();
+        commit();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(len(), start, "one commit is not copied yet");
+        commit();
+        assert!(grows_past(start), "the second commit asks for a checkpoint");
+        let two = len();
+        assert!(two >= start + 80_000, "{two} bytes: both commits copied");
+        commit();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(len(), two, "the third commit is not copied yet");
+        checkpoints.flush();
+        assert!(grows_past(two), "flushed");
+        checkpoints.flush();
     }
 }

@@ -536,7 +536,19 @@ fn fold_all(
     progress: &Progress,
     checkpoints: &Checkpointer,
 ) {
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.try_recv() {
+            Ok(entry) => entry,
+            Err(mpsc::TryRecvError::Disconnected) => break,
+            Err(mpsc::TryRecvError::Empty) => {
+                // Idle: what is committed gets copied now rather than with the next run.
+                checkpoints.flush();
+                match queue.recv() {
+                    Ok(entry) => entry,
+                    Err(_) => break,
+                }
+            }
+        };
         let mut run = vec![first];
         let mut events = size(&run[0]);
         while events < MAX_FOLD_EVENTS {
@@ -555,7 +567,7 @@ fn fold_all(
             tracing::error!(error = %e, entries = run.len(), "folding the ingest log failed; trying again");
             std::thread::sleep(FOLD_RETRY);
         }
-        checkpoints.request();
+        checkpoints.committed();
         {
             let mut ids = progress
                 .unfolded
