@@ -97,10 +97,7 @@ impl Checkpointer {
     pub(super) fn flush(&self) {
         let (state, wake) = &*self.shared;
         let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if s.unasked > 0 {
-            ask(&mut s);
-            wake.notify_all();
-        }
+        ask_unasked(&mut s, wake);
     }
 
     /// Before a fold begins its transaction: once the WAL is [`RESTART_FRAMES`] long,
@@ -111,10 +108,7 @@ impl Checkpointer {
         if s.wal_frames < self.restart_frames {
             return;
         }
-        if s.unasked > 0 {
-            ask(&mut s);
-            wake.notify_all();
-        }
+        ask_unasked(&mut s, wake);
         while s.done < s.requested && !s.closed {
             s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
@@ -128,6 +122,14 @@ impl Checkpointer {
 fn ask(s: &mut State) {
     s.requested += 1;
     s.unasked = 0;
+}
+
+/// Asks for a checkpoint if a commit is not covered by one asked for yet.
+fn ask_unasked(s: &mut State, wake: &Condvar) {
+    if s.unasked > 0 {
+        ask(s);
+        wake.notify_all();
+    }
 }
 
 impl Drop for Checkpointer {
